@@ -1,0 +1,1 @@
+"""Cameras, the ray-cast renderer, pair sampling with overlap control, correspondences."""
