@@ -1,0 +1,120 @@
+"""Create and open stores exactly as store_schema.yaml describes them.
+
+Writes are meant to be shard-aligned: zarr 3 rewrites a whole shard file on any write to
+it, so two writers touching one shard silently lose data. Callers assign work by whole
+shards (see `shard_slices`) and never round-robin pairs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from pipeline import __version__
+from pipeline.errors import SchemaError, StoreNotFoundError
+from pipeline.store.schema import Schema, StoreSpec, load_schema
+
+
+def store_sizes(spec: StoreSpec, sizes: Mapping[str, int], pairs_per_shard: int) -> dict[str, int]:
+    """All dim sizes of a store: the schema's fixed ones, the caller's, and `shard`."""
+    out = {**spec.dim_sizes, **sizes, "shard": int(pairs_per_shard)}
+    for name, fixed in spec.dim_sizes.items():
+        if name in sizes and int(sizes[name]) != int(fixed):
+            raise SchemaError(
+                f"{spec.name}: dim '{name}' is fixed at {fixed} by the schema, got {sizes[name]}"
+            )
+    return out
+
+
+def create_store(
+    path: Path,
+    kind: str,
+    *,
+    sizes: Mapping[str, int],
+    pairs_per_shard: int,
+    attrs: Mapping[str, Any],
+    coords: Mapping[str, np.ndarray] | None = None,
+    overwrite: bool = False,
+    schema: Schema | None = None,
+) -> zarr.Group:
+    """Create an empty store of `kind` with every array its schema entry lists.
+
+    Args:
+        path: folder of the new store.
+        kind: store kind in store_schema.yaml (e.g. "renders").
+        sizes: sizes of the dims the schema does not fix (e.g. pair, y, x).
+        pairs_per_shard: pairs in one shard file, also the chunk of per-pair arrays.
+        attrs: the store's attributes; `schema_version`, `store_kind` and `probe3r_version`
+            are added here.
+        coords: values of coordinate arrays (arrays named like their dim), written now.
+        overwrite: replace an existing store at `path` instead of refusing.
+
+    Raises:
+        SchemaError: if the store exists and `overwrite` is false, or sizes contradict the schema.
+    """
+    schema = schema or load_schema()
+    spec = schema.store(kind)
+    if path.exists():
+        if not overwrite:
+            raise SchemaError(f"{path}: a store already exists there; pass --overwrite to replace it")
+        shutil.rmtree(path)
+    all_sizes = store_sizes(spec, sizes, pairs_per_shard)
+    group = zarr.open_group(str(path), mode="w")
+    for aspec in spec.arrays.values():
+        shape = aspec.shape(all_sizes)
+        chunks = aspec.resolve(aspec.chunks, all_sizes)
+        shards = aspec.resolve(aspec.shards, all_sizes) if aspec.shards else None
+        if shards is not None:
+            for dim, c, s in zip(aspec.dims, chunks, shards, strict=True):
+                if s % c:
+                    raise SchemaError(
+                        f"{aspec.key}: shards along '{dim}' ({s}) are not a multiple of chunks ({c})"
+                    )
+        group.create_array(
+            aspec.name,
+            shape=shape,
+            chunks=chunks,
+            shards=shards,
+            dtype=aspec.dtype,
+            compressors=schema.compressors(aspec),
+            fill_value=aspec.fill_value,
+            dimension_names=aspec.dims,
+            attributes={"description": aspec.description},
+            config={"write_empty_chunks": True},
+        )
+    for name, values in (coords or {}).items():
+        group[name][...] = np.asarray(values, dtype=spec.array(name).dtype)
+    group.attrs.update(
+        {"schema_version": schema.version, "store_kind": kind, "probe3r_version": __version__, **attrs}
+    )
+    return group
+
+
+def open_store(path: Path, kind: str, *, mode: str = "r") -> zarr.Group:
+    """Open an existing store and check it is of `kind`.
+
+    Raises:
+        StoreNotFoundError: nothing at `path`, or no zarr group there.
+        SchemaError: the store is of another kind.
+    """
+    if not path.exists():
+        raise StoreNotFoundError(f"{path}: no store there (expected a {kind} store)")
+    try:
+        group = zarr.open_group(str(path), mode=mode)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
+        raise StoreNotFoundError(f"{path}: not a zarr group ({err})") from None
+    found = group.attrs.get("store_kind")
+    if found != kind:
+        raise SchemaError(f"{path}: store_kind is {found!r}, expected {kind!r}")
+    return group
+
+
+def shard_slices(n_pairs: int, pairs_per_shard: int) -> Iterator[slice]:
+    """Pair ranges of the shards of a store, in order; the last may be shorter."""
+    for start in range(0, n_pairs, pairs_per_shard):
+        yield slice(start, min(start + pairs_per_shard, n_pairs))
