@@ -1,0 +1,62 @@
+"""The CLI mounts every stage with documented options; dvc.yaml and params.yaml agree."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_root_help_lists_every_dvc_stage_as_a_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for stage in stages:
+        assert stage.replace("_", "-") in result.output
+
+
+def test_render_help_explains_each_option() -> None:
+    result = runner.invoke(app, ["render", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for option in ("--params", "--out", "--source", "--n-pairs", "--seed", "--workers", "--scheduler", "--overwrite"):
+        assert option in result.output
+    assert "Resumable" in result.output
+
+
+def _cmd_paths(cmd: str) -> set[str]:
+    words = shlex.split(cmd)
+    return {w for w in words if "/" in w or w.endswith((".zarr", ".yaml", ".json"))} - {"params.yaml"}
+
+
+def test_dvc_stage_paths_on_the_command_line_match_deps_and_outs() -> None:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        declared = set(stage.get("deps", [])) | set(stage.get("outs", []))
+        declared |= {next(iter(o)) for o in stage.get("outs", []) if isinstance(o, dict)}
+        missing = _cmd_paths(stage["cmd"]) - declared
+        assert not missing, f"stage {name}: paths on its cmd but not in deps/outs: {missing}"
+        for dep in stage.get("deps", []):
+            assert (ROOT / dep).exists() or dep.startswith("data/") or dep.startswith("models/"), (
+                f"stage {name}: dep {dep} does not exist"
+            )
+
+
+def test_every_dvc_stage_has_a_params_section_named_like_it() -> None:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, stage in stages.items():
+        assert name in params, f"params.yaml has no section '{name}'"
+        assert name in stage.get("params", []), f"stage {name} does not list its params section"
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci in readme
