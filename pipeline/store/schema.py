@@ -59,6 +59,7 @@ class ArraySpec:
     codec: str | None
     fill_value: Any
     description: str
+    write_empty_chunks: bool = True
 
     @property
     def key(self) -> str:
@@ -161,6 +162,7 @@ def _parse_array(store: str, name: str, raw: dict, path: Path) -> ArraySpec:
         codec=raw.get("codec"),
         fill_value=_parse_fill(raw.get("fill_value"), raw["dtype"]),
         description=str(raw.get("description", "")).strip(),
+        write_empty_chunks=bool(raw.get("write_empty_chunks", True)),
     )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import zarr
 
 from pipeline.errors import SchemaError, StoreNotFoundError
-from pipeline.store.schema import Schema, attr_type_ok, load_schema
+from pipeline.store.schema import ArraySpec, Schema, attr_type_ok, load_schema
 
 
 def _open_any(path: Path) -> zarr.Group:
@@ -93,6 +93,23 @@ def validate_store(path: Path, schema: Schema | None = None) -> list[str]:
                 f"{path}: array '{name}' is {'' if array.shards else 'not '}sharded where {where} says "
                 f"{'shards' if aspec.shards else 'no shards'}"
             )
+        elif isinstance(attrs.get("pairs_per_shard"), int):
+            problems += _layout_problems(path, name, array, aspec, attrs["pairs_per_shard"], where)
+    return problems
+
+
+def _layout_problems(
+    path: Path, name: str, array: zarr.Array, aspec: ArraySpec, pairs_per_shard: int, where: str
+) -> list[str]:
+    """Chunk and shard shapes against the schema, resolved with the array's own dim sizes."""
+    sizes = {**dict(zip(aspec.dims, array.shape, strict=True)), "shard": pairs_per_shard}
+    problems = []
+    for field, found, entries in (("chunks", array.chunks, aspec.chunks), ("shards", array.shards, aspec.shards)):
+        if entries is None:
+            continue
+        expected = aspec.resolve(entries, sizes)
+        if tuple(found) != expected:
+            problems.append(f"{path}: array '{name}' has {field} {tuple(found)} where {where} expects {expected}")
     return problems
 
 

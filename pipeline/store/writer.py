@@ -85,7 +85,7 @@ def create_store(
             fill_value=aspec.fill_value,
             dimension_names=aspec.dims,
             attributes={"description": aspec.description},
-            config={"write_empty_chunks": True},
+            config={"write_empty_chunks": aspec.write_empty_chunks},
         )
     for name, values in (coords or {}).items():
         group[name][...] = np.asarray(values, dtype=spec.array(name).dtype)
