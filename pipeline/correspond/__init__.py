@@ -1,0 +1,1 @@
+"""Ground-truth patch correspondences derived from the renders' dense pixel correspondences."""
