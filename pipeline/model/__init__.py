@@ -1,0 +1,1 @@
+"""Clean-room DUSt3R: config, model, checkpoint loading, image preprocessing."""

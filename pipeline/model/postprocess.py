@@ -1,0 +1,43 @@
+"""DUSt3R's map from raw head channels to points and confidence."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def postprocess(
+    raw: Tensor, depth_mode: tuple[str, float, float], conf_mode: tuple[str, float, float] | None
+) -> dict[str, Tensor]:
+    """Turn raw head output into a pointmap and, with a conf_mode, a confidence map.
+
+    Args:
+        raw: (B, C, H, W) head output; [:, :3] raw xyz, [:, 3] raw confidence when C == 4.
+        depth_mode: (mode, vmin, vmax), mode "exp" (DUSt3R), "linear" or "square"; no bounds.
+        conf_mode: (mode, vmin, vmax), mode "exp" (DUSt3R) or "sigmoid"; None for no confidence.
+
+    Returns:
+        "pts3d": (B, H, W, 3) points; "conf": (B, H, W), present when conf_mode is not None.
+    """
+    fmap = raw.permute(0, 2, 3, 1)
+    out = {"pts3d": points(fmap[..., :3], depth_mode[0])}
+    if conf_mode is not None:
+        out["conf"] = confidence(fmap[..., 3], conf_mode)
+    return out
+
+
+def points(xyz: Tensor, mode: str) -> Tensor:
+    """(..., 3) raw xyz -> points: keep the direction, map the norm d to expm1(d) (mode "exp")."""
+    if mode == "linear":
+        return xyz
+    d = xyz.norm(dim=-1, keepdim=True)
+    direction = xyz / d.clip(min=1e-8)
+    return direction * (d.square() if mode == "square" else torch.expm1(d))
+
+
+def confidence(raw: Tensor, conf_mode: tuple[str, float, float]) -> Tensor:
+    """(...) raw confidence -> vmin + exp(raw) clipped at vmax (mode "exp"), or a scaled sigmoid."""
+    mode, vmin, vmax = conf_mode
+    if mode == "exp":
+        return vmin + raw.exp().clip(max=vmax - vmin)
+    return (vmax - vmin) * torch.sigmoid(raw) + vmin

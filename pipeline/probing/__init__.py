@@ -1,0 +1,1 @@
+"""Named locations in DUSt3R, activation capture and interventions on a live forward pass."""
