@@ -1,0 +1,206 @@
+"""Create, open, fill and finalise a features store (store_schema.yaml `features`).
+
+A shard is written whole by one writer and its `status` last, so a shard whose status is
+still 0 is simply recomputed by a resumed run. Statistics are kept per shard (sums and
+sums of squares in float64, indexed by `shard_index`) so disjoint writers never touch the
+same chunk; `finalise_statistics` turns them into mean and std once every shard is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from pipeline.errors import SchemaError, ShapeError
+from pipeline.store.validate import validate_store
+from pipeline.store.writer import create_store, open_store
+
+STATUS_PENDING, STATUS_OK, STATUS_SKIPPED = 0, 1, 2
+PERCENTILES = (1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.9)
+PERCENTILE_SAMPLE_PAIRS = 2000
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Every size of a features store, from the model, the renders and the parameters.
+
+    Attributes:
+        n_pairs: pairs (= the renders store's pairs).
+        pairs_per_shard: pairs per shard file, the unit of work of one writer.
+        locations: decoder residual-stream locations stored in `acts`, in order.
+        attn_locations: attention maps stored in `attn` (e.g. "b03.cross").
+        image_size: (H, W) of the model input.
+        patch_grid: (h, w); N = h * w tokens, row-major.
+        enc_dim: encoder width (1024 for DUSt3R 224).
+        dec_dim: decoder width (768).
+        n_heads: decoder attention heads A.
+        n_high_norm: how many top-norm token indices to keep per pair, view and location.
+    """
+
+    n_pairs: int
+    pairs_per_shard: int
+    locations: tuple[str, ...]
+    attn_locations: tuple[str, ...]
+    image_size: tuple[int, int]
+    patch_grid: tuple[int, int]
+    enc_dim: int
+    dec_dim: int
+    n_heads: int
+    n_high_norm: int = 4
+
+    @property
+    def n_tokens(self) -> int:
+        return self.patch_grid[0] * self.patch_grid[1]
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_pairs // self.pairs_per_shard)
+
+    def sizes(self) -> dict[str, int]:
+        """The size of every dim the schema does not fix."""
+        n = self.n_tokens
+        return {
+            "pair": self.n_pairs,
+            "location": len(self.locations),
+            "attn_location": max(1, len(self.attn_locations)),
+            "token": n,
+            "query": n,
+            "key": n,
+            "channel": self.dec_dim,
+            "enc_channel": self.enc_dim,
+            "head": self.n_heads,
+            "y": self.image_size[0],
+            "x": self.image_size[1],
+            "rank": self.n_high_norm,
+            "shard_index": self.n_shards,
+            "percentile": len(PERCENTILES),
+        }
+
+
+def create_features_store(
+    path: Path, layout: FeatureLayout, *, attrs: Mapping[str, Any], overwrite: bool = False
+) -> zarr.Group:
+    """Create an empty features store with every schema array, coordinates and attributes."""
+    return create_store(
+        path,
+        "features",
+        sizes=layout.sizes(),
+        pairs_per_shard=layout.pairs_per_shard,
+        attrs={
+            **attrs,
+            "n_pairs": layout.n_pairs,
+            "pairs_per_shard": layout.pairs_per_shard,
+            "image_size": list(layout.image_size),
+            "patch_grid": list(layout.patch_grid),
+            "token_order": "row-major",
+            "complete": False,
+        },
+        coords={
+            "view": np.array([1, 2]),
+            "location": np.array(layout.locations, dtype=np.dtypes.StringDType()),
+            "attn_location": np.array(layout.attn_locations or ("none",), dtype=np.dtypes.StringDType()),
+            "percentile": np.array(PERCENTILES, dtype=np.float32),
+        },
+        overwrite=overwrite,
+    )
+
+
+def open_features(path: Path, *, mode: str = "r") -> zarr.Group:
+    """Open a features store, refusing one that does not match store_schema.yaml.
+
+    Raises:
+        StoreNotFoundError: nothing there.
+        SchemaError: not a features store, or it differs from the schema (every difference listed).
+    """
+    group = open_store(path, "features", mode=mode)
+    problems = validate_store(path)
+    if problems:
+        raise SchemaError(f"{path} does not match the schema:\n  " + "\n  ".join(problems))
+    return group
+
+
+# Per-pair arrays a shard writes, in write order; `status` comes last on purpose.
+SHARD_ARRAYS = (
+    "enc",
+    "acts",
+    "attn",
+    "attn_scale",
+    "attn_full",
+    "has_full_attn",
+    "pts3d",
+    "conf",
+    "token_norm",
+    "enc_token_norm",
+    "high_norm_token",
+    "enc_high_norm_token",
+    "clipped",
+    "scene_id",
+    "split",
+)
+STAT_ARRAYS = ("acts_sum", "acts_sumsq", "enc_sum", "enc_sumsq", "token_count")
+
+
+def write_shard(
+    group: zarr.Group, shard_index: int, start: int, data: Mapping[str, np.ndarray | None]
+) -> None:
+    """Write one whole shard: its per-pair arrays, its statistics row, then its status.
+
+    Args:
+        group: the features store, open for writing.
+        shard_index: which shard (pairs start .. start + pairs_per_shard - 1).
+        start: first pair of the shard.
+        data: every name in SHARD_ARRAYS with leading dim = pairs of the shard, every
+            name in STAT_ARRAYS without the shard_index dim, and "status". `attn_full`
+            may be None when no pair of the shard gets full maps (nothing is stored).
+
+    Raises:
+        ShapeError: an array's shape is not the store's for that pair range.
+    """
+    n = len(data["status"])
+    names = [name for name in (*SHARD_ARRAYS, *STAT_ARRAYS) if data[name] is not None]
+    for name in names:
+        array = group[name]
+        expected = (n, *array.shape[1:]) if name in SHARD_ARRAYS else array.shape[1:]
+        if tuple(np.shape(data[name])) != tuple(expected):
+            raise ShapeError(
+                f"features.{name}: shard {shard_index} gives shape {np.shape(data[name])}, store expects {expected}"
+            )
+    sl = slice(start, start + n)
+    for name in names:
+        if name in STAT_ARRAYS:
+            group[name][shard_index] = data[name]
+        else:
+            group[name][sl] = data[name]
+    group["status"][sl] = data["status"]  # last: marks the shard complete
+
+
+def finalise_statistics(group: zarr.Group) -> None:
+    """Mean and std per (view, location, channel) and token-norm percentiles, from every shard.
+
+    Percentiles use at most PERCENTILE_SAMPLE_PAIRS evenly spaced extracted pairs, so
+    finalising a 100k-pair store reads a few hundred MB rather than every norm.
+    """
+    count = float(group["token_count"][:].sum())
+    if count == 0:
+        return
+    for prefix, (mean_name, std_name) in (("acts", ("mean", "std")), ("enc", ("enc_mean", "enc_std"))):
+        total = group[f"{prefix}_sum"][:].sum(axis=0)
+        total_sq = group[f"{prefix}_sumsq"][:].sum(axis=0)
+        mean = total / count
+        group[mean_name][...] = mean.astype(np.float32)
+        group[std_name][...] = np.sqrt(np.maximum(total_sq / count - mean**2, 0)).astype(np.float32)
+    done = np.flatnonzero(group["status"][:] == STATUS_OK)
+    pick = done[np.linspace(0, len(done) - 1, min(len(done), PERCENTILE_SAMPLE_PAIRS)).astype(int)]
+    norms = group["token_norm"].get_orthogonal_selection((pick,))  # (P, V, L, N)
+    group["norm_percentile"][...] = np.moveaxis(
+        np.percentile(norms, PERCENTILES, axis=(0, 3)), 0, -1
+    ).astype(np.float32)
+    enc_norms = group["enc_token_norm"].get_orthogonal_selection((pick,))  # (P, V, N)
+    group["enc_norm_percentile"][...] = np.moveaxis(
+        np.percentile(enc_norms, PERCENTILES, axis=(0, 2)), 0, -1
+    ).astype(np.float32)
