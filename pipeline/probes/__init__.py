@@ -1,0 +1,1 @@
+"""Per-patch probes that decode pointmaps (or depth) from any residual-stream location."""

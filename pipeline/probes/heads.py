@@ -1,0 +1,98 @@
+"""What a probe's raw per-token output means: DUSt3R's pixel layout and postprocess.
+
+A probe maps one token to `channels * p * p` numbers, laid out exactly like DUSt3R's
+LinearPts3d (dust3r_spec.md §3.1): output k = c·p² + i·p + j of the token at patch (r, s)
+is channel c of pixel (p·r + i, p·s + j). Keeping this layout means a linear probe holding
+the model's own head weights reproduces the model's pointmap exactly, and the same raw
+tensor can be post-processed as a pointmap or as depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from pipeline.errors import ConfigError, ShapeError, unknown_name_message
+
+HEAD_CHANNELS = {"pointmap": 4, "depth": 2}  # raw channels per pixel: prediction + confidence
+
+
+def tokens_to_pixels(raw: Tensor, grid: tuple[int, int], patch_size: int) -> Tensor:
+    """Unfold per-token outputs into pixels (DUSt3R's transpose + pixel_shuffle).
+
+    Args:
+        raw: (..., N, C·p·p) outputs of the N = h·w tokens of one view, row-major.
+        grid: (h, w) patch grid.
+        patch_size: p, pixels per patch side.
+
+    Returns:
+        (..., H, W, C) with H = h·p and W = w·p.
+
+    Example:
+        >>> tokens_to_pixels(torch.zeros(2, 196, 1024), (14, 14), 16).shape
+        torch.Size([2, 224, 224, 4])
+    """
+    h, w = grid
+    p = patch_size
+    *lead, n, k = raw.shape
+    if n != h * w or k % (p * p):
+        raise ShapeError(
+            f"raw: expected (..., N={h * w}, C·{p * p}) for grid {grid} and patch {p}, got {tuple(raw.shape)}"
+        )
+    c = k // (p * p)
+    x = raw.reshape(*lead, h, w, c, p, p)
+    d = len(lead)
+    x = x.permute(*range(d), d, d + 3, d + 1, d + 4, d + 2)  # (..., h, i, w, j, C)
+    return x.reshape(*lead, h * p, w * p, c)
+
+
+def pointmap_postprocess(raw: Tensor) -> tuple[Tensor, Tensor]:
+    """DUSt3R's postprocess ('exp' depth mode, 'exp' confidence from 1).
+
+    Args:
+        raw: (..., 4) per pixel; [..., :3] raw xyz, [..., 3] raw confidence.
+
+    Returns:
+        pts3d (..., 3) = direction · expm1(norm), and conf (...) = 1 + exp(r) > 1.
+    """
+    xyz = raw[..., :3]
+    d = xyz.norm(dim=-1, keepdim=True)
+    return xyz / d.clamp(min=1e-8) * torch.expm1(d), 1 + raw[..., 3].exp()
+
+
+@dataclass(frozen=True)
+class Head:
+    """The kind of prediction a probe makes from its raw outputs.
+
+    Attributes:
+        name: "pointmap" (xyz in view 1's frame + confidence, DUSt3R's head) or "depth"
+            (z-depth in the view's own frame + confidence, the paper's depth-probe ablation).
+        beta: depth scale; depth = beta · exp(raw). Unused by pointmaps.
+    """
+
+    name: str = "pointmap"
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.name not in HEAD_CHANNELS:
+            raise ConfigError(unknown_name_message("probe head", self.name, HEAD_CHANNELS))
+        if self.beta <= 0:
+            raise ConfigError(f"depth beta must be > 0, got {self.beta}")
+
+    @property
+    def channels(self) -> int:
+        """Raw channels per pixel (4 for pointmaps, 2 for depth)."""
+        return HEAD_CHANNELS[self.name]
+
+    @property
+    def target_channels(self) -> int:
+        """Channels of the prediction the loss compares with ground truth (3 or 1)."""
+        return self.channels - 1
+
+    def postprocess(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        """(..., H, W, channels) raw pixels → prediction (..., H, W, 3 or 1) and conf (..., H, W)."""
+        if self.name == "pointmap":
+            return pointmap_postprocess(pixels)
+        return self.beta * pixels[..., :1].exp(), 1 + pixels[..., 1].exp()

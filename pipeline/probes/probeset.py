@@ -1,0 +1,174 @@
+"""A set of probes of one kind and head at many locations, applied in one batched pass.
+
+Locations of equal token width (every decoder location: 768; the encoder: 1024) share one
+`BatchedMLP` whose probe axis is (location, view), or just location with a shared head.
+One probe, in the paper's sense, is a location's pair of view heads: they are trained on
+one joint loss, so gradients are clipped per location, not per head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from pipeline.errors import ConfigError, ShapeError, unknown_name_message
+from pipeline.probes.batched import BatchedMLP, layer_sizes, probe_seed
+from pipeline.probes.heads import Head, tokens_to_pixels
+from pipeline.probes.loss import conf_regression_loss
+
+VIEWS = (1, 2)
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """Everything that decides a probe set's architecture and initial weights.
+
+    Attributes:
+        kind: "mlp" or "linear".
+        widths: token width D of every location to probe, in order, e.g. {"enc": 1024, "b03.cross": 768}.
+        grid: (h, w) patch grid; token n is patch (n // w, n % w).
+        patch_size: pixels per patch side.
+        head: what the raw outputs mean (pointmap or depth).
+        hidden: MLP hidden width.
+        n_layers: MLP Linear layers.
+        shared_views: one head for both views instead of one per view.
+        seed: with kind, location and view, seeds each probe's init.
+    """
+
+    kind: str
+    widths: dict[str, int]
+    grid: tuple[int, int]
+    patch_size: int = 16
+    head: Head = field(default_factory=Head)
+    hidden: int = 1024
+    n_layers: int = 5
+    shared_views: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.widths:
+            raise ConfigError("a probe set needs at least one location")
+        layer_sizes(self.kind, 1, 1, hidden=self.hidden, n_layers=self.n_layers)  # validates kind and sizes
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        return tuple(self.widths)
+
+    @property
+    def name(self) -> str:
+        """ "mlp", "linear", or "depth-mlp" / "depth-linear" for depth probes."""
+        return self.kind if self.head.name == "pointmap" else f"{self.head.name}-{self.kind}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "grid": list(self.grid)}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> ProbeSpec:
+        return cls(**{**raw, "grid": tuple(raw["grid"]), "head": Head(**raw["head"])})
+
+
+class ProbeSet(nn.Module):
+    """Probes of one spec at every location of `spec.widths`.
+
+    Call it on captured features, acts[location] (B, V, N, D), to get each location's
+    prediction; `losses` gives every probe's training loss at once.
+    """
+
+    def __init__(self, spec: ProbeSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        p = spec.patch_size
+        d_out = spec.head.channels * p * p
+        by_width: dict[int, list[str]] = {}
+        for loc, width in spec.widths.items():
+            by_width.setdefault(int(width), []).append(loc)
+        self.group_locations = {f"d{w}": locs for w, locs in by_width.items()}
+        heads = ("shared",) if spec.shared_views else VIEWS
+        self.groups = nn.ModuleDict(
+            {
+                f"d{w}": BatchedMLP(
+                    layer_sizes(spec.kind, w, d_out, hidden=spec.hidden, n_layers=spec.n_layers),
+                    [probe_seed(spec.seed, spec.name, loc, v) for loc in locs for v in heads],
+                )
+                for w, locs in by_width.items()
+            }
+        )
+
+    @property
+    def views_per_probe(self) -> int:
+        return 1 if self.spec.shared_views else len(VIEWS)
+
+    def raw(self, acts: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Raw pixel outputs of each width group.
+
+        Args:
+            acts: location → (B, V, N, D) tokens of both views; extra locations are ignored.
+
+        Returns:
+            group → (L_g, B, V, H, W, C) in `group_locations[group]` order.
+        """
+        missing = [loc for loc in self.spec.locations if loc not in acts]
+        if missing:
+            raise ShapeError(unknown_name_message("location in acts", missing[0], acts))
+        out = {}
+        for key, locs in self.group_locations.items():
+            x = torch.stack([acts[loc].transpose(0, 1).float() for loc in locs])  # (L, V, B, N, D)
+            L, V, B, N, D = x.shape
+            if V != len(VIEWS) or N != self.spec.grid[0] * self.spec.grid[1]:
+                raise ShapeError(
+                    f"acts['{locs[0]}']: expected (B, V=2, N={self.spec.grid[0] * self.spec.grid[1]}, D), "
+                    f"got {tuple(acts[locs[0]].shape)}"
+                )
+            y = self.groups[key](x.reshape(L * self.views_per_probe, -1, D))
+            y = y.reshape(L, V, B, N, -1).transpose(1, 2)  # (L, B, V, N, K)
+            out[key] = tokens_to_pixels(y, self.spec.grid, self.spec.patch_size)
+        return out
+
+    def forward(self, acts: Mapping[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+        """Each location's prediction from its tokens.
+
+        Args:
+            acts: location → (B, V, N, D) tokens, view 1 first.
+
+        Returns:
+            location → {"pred": (B, V, H, W, 3) pointmaps in view 1's frame (or (B, V, H, W, 1)
+            depth in each view's own frame), "conf": (B, V, H, W)}.
+
+        Example:
+            >>> probes({"b03.cross": torch.zeros(2, 2, 196, 768)})["b03.cross"]["pred"].shape
+            torch.Size([2, 2, 224, 224, 3])
+        """
+        out = {}
+        for key, pixels in self.raw(acts).items():
+            pred, conf = self.spec.head.postprocess(pixels)
+            for i, loc in enumerate(self.group_locations[key]):
+                out[loc] = {"pred": pred[i], "conf": conf[i]}
+        return {loc: out[loc] for loc in self.spec.locations}
+
+    def losses(self, acts: Mapping[str, Tensor], target: Tensor, valid: Tensor, *, alpha: float) -> Tensor:
+        """(L,) training loss of every location's probe, in `spec.locations` order.
+
+        Args:
+            acts: location → (B, V, N, D).
+            target: (B, V, H, W, 3) GT pointmaps in view 1's frame, or (B, V, H, W, 1) depth.
+            valid: (B, V, H, W) bool.
+            alpha: confidence regulariser weight.
+        """
+        per_loc = {}
+        for key, pixels in self.raw(acts).items():
+            pred, conf = self.spec.head.postprocess(pixels)
+            for loc, loss in zip(
+                self.group_locations[key],
+                conf_regression_loss(pred, conf, target, valid, alpha=alpha),
+                strict=True,
+            ):
+                per_loc[loc] = loss
+        return torch.stack([per_loc[loc] for loc in self.spec.locations])
+
+    def clip_grad_norm_(self, max_norm: float) -> None:
+        """Clip each location's gradient (both view heads together) to `max_norm`."""
+        for group in self.groups.values():
+            group.clip_grad_norm_per_group(max_norm, self.views_per_probe)

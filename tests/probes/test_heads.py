@@ -1,0 +1,76 @@
+"""Probe outputs are laid out and post-processed exactly like DUSt3R's linear head."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from einops import rearrange
+
+from pipeline.errors import ConfigError, ShapeError
+from pipeline.probes.heads import Head, pointmap_postprocess, tokens_to_pixels
+from pipeline.probes.probeset import ProbeSet, ProbeSpec
+
+
+class TestTokensToPixels:
+    @pytest.mark.parametrize("grid", [(2, 3), (14, 14)])
+    def test_matches_an_einops_pixel_shuffle(self, grid: tuple[int, int]) -> None:
+        raw = torch.randn(2, 3, grid[0] * grid[1], 4 * 16 * 16)
+        expected = rearrange(raw, "l b (h w) (c i j) -> l b (h i) (w j) c", h=grid[0], w=grid[1], i=16, j=16)
+        torch.testing.assert_close(tokens_to_pixels(raw, grid, 16), expected, rtol=0, atol=0)
+
+    def test_channel_index_maps_to_the_documented_pixel(self) -> None:
+        raw = torch.zeros(6, 4 * 4 * 4)
+        raw[4, 2 * 16 + 1 * 4 + 3] = 1.0  # token (row 1, col 1) of a 2x3 grid, channel c=2, i=1, j=3
+        pixels = tokens_to_pixels(raw, (2, 3), 4)
+        assert pixels.shape == (8, 12, 4)
+        assert pixels[4 + 1, 4 + 3, 2] == 1.0 and pixels.sum() == 1.0
+
+    def test_rejects_a_token_count_that_does_not_fit_the_grid(self) -> None:
+        with pytest.raises(ShapeError, match=r"N=6"):
+            tokens_to_pixels(torch.zeros(5, 64), (2, 3), 4)
+
+
+class TestPostprocess:
+    def test_pointmap_direction_times_expm1_norm_and_conf(self) -> None:
+        raw = torch.tensor([[3.0, 0.0, 4.0, 0.5], [0.0, 0.0, 0.0, -1.0]])
+        pts, conf = pointmap_postprocess(raw)
+        torch.testing.assert_close(pts[0], torch.tensor([0.6, 0.0, 0.8]) * torch.expm1(torch.tensor(5.0)))
+        torch.testing.assert_close(pts[1], torch.zeros(3))
+        torch.testing.assert_close(conf, 1 + torch.exp(torch.tensor([0.5, -1.0])))
+
+    def test_depth_is_beta_exp_raw(self) -> None:
+        depth, conf = Head("depth", beta=2.5).postprocess(torch.tensor([[0.0, 0.0], [1.0, 2.0]]))
+        torch.testing.assert_close(depth[:, 0], 2.5 * torch.exp(torch.tensor([0.0, 1.0])))
+        torch.testing.assert_close(conf, 1 + torch.exp(torch.tensor([0.0, 2.0])))
+
+    def test_unknown_head_is_named(self) -> None:
+        with pytest.raises(ConfigError, match=r"Unknown probe head 'pointmaps'\. Did you mean 'pointmap'"):
+            Head("pointmaps")
+
+
+def test_linear_probe_with_dust3r_head_weights_reproduces_mini_dust3r() -> None:
+    """mini-dust3r's LinearPts3d (the official code) is the reference; it imports without torchvision."""
+    linear_head = pytest.importorskip("mini_dust3r.heads.linear_head")
+    torch.manual_seed(0)
+    net = SimpleNamespace(
+        patch_embed=SimpleNamespace(patch_size=(16, 16)),
+        depth_mode=("exp", -float("inf"), float("inf")),
+        conf_mode=("exp", 1, float("inf")),
+        dec_embed_dim=96,
+    )
+    heads = [linear_head.LinearPts3d(net, has_conf=True) for _ in range(2)]
+    probes = ProbeSet(ProbeSpec("linear", {"b11.mlp": 96}, (3, 2), patch_size=16))
+    with torch.no_grad():
+        for v, head in enumerate(heads):
+            probes.groups["d96"].weight0[v] = head.proj.weight.T * 0.1
+            probes.groups["d96"].bias0[v] = head.proj.bias * 0.1
+            head.proj.weight.mul_(0.1)
+            head.proj.bias.mul_(0.1)
+    tokens = torch.randn(2, 2, 6, 96)  # (B, V, N, D) final decoder tokens
+    got = probes({"b11.mlp": tokens})["b11.mlp"]
+    for v, head in enumerate(heads):
+        ref = head([tokens[:, v]], (48, 32))
+        torch.testing.assert_close(got["pred"][:, v], ref["pts3d"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got["conf"][:, v], ref["conf"], rtol=1e-5, atol=1e-5)
