@@ -72,12 +72,15 @@ class Scene:
         split: one of SPLITS; pairs inherit their scene's split (never split by pair).
         meshes: the scene's meshes.
         source: human-readable origin (file path or "procedural:seed=…"), for messages.
+        up: the world's up direction (unit vector). Camera sampling keeps image "up" along
+            it; glTF files (HM3D included) are y-up, the procedural rooms are z-up.
     """
 
     scene_id: str
     split: str
     meshes: tuple[TexturedMesh, ...]
     source: str = ""
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
