@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +61,11 @@ class RenderParams:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RenderParams:
         """Build from a params.yaml section; unknown keys are refused by name."""
-        known = {f.name for f in fields(cls)} | {f.name for f in fields(PairSamplingConfig)}
+        sampling_keys = {f.name for f in fields(PairSamplingConfig)} - {"up"}  # up comes from each scene
+        known = ({f.name for f in fields(cls)} - {"sampling"}) | sampling_keys
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"render: unknown parameter(s) {unknown}; known: {sorted(known)}")
-        sampling_keys = {f.name for f in fields(PairSamplingConfig)}
         sampling = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in sampling_keys}
         top = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k not in sampling_keys}
         return cls(**top, sampling=PairSamplingConfig(**sampling))
@@ -122,20 +122,22 @@ def render_shard(store_path: str, start: int, refs: list[SceneRef], params: Rend
     }
     status = np.zeros(n, np.uint8)
     errors = [""] * n
-    loaded: dict[str, Any] = {}  # scene_id -> prepared renderer or the error text
+    loaded: dict[str, Any] = {}  # scene_id -> (prepared renderer, sampling config) or the error text
     for k, ref in enumerate(refs):
         if ref.scene_id not in loaded:
             loaded.clear()  # one scene in memory at a time
             try:
-                loaded[ref.scene_id] = prepare_scene(load_scene(ref, seed=params.seed))
+                scene = load_scene(ref, seed=params.seed)
+                loaded[ref.scene_id] = (prepare_scene(scene), replace(cfg, up=scene.up))
             except Probe3rError as err:
                 loaded[ref.scene_id] = f"scene {ref.scene_id}: {err}"
-        renderer = loaded[ref.scene_id]
-        if isinstance(renderer, str):
-            status[k], errors[k] = STATUS_FAILED, renderer
+        prepared = loaded[ref.scene_id]
+        if isinstance(prepared, str):
+            status[k], errors[k] = STATUS_FAILED, prepared
             continue
+        renderer, scene_cfg = prepared
         try:
-            pair = sample_pair(renderer, cfg, _pair_rng(params.seed, start + k))
+            pair = sample_pair(renderer, scene_cfg, _pair_rng(params.seed, start + k))
         except Probe3rError as err:
             status[k], errors[k] = STATUS_FAILED, f"sampling in {ref.scene_id}: {err}"
             continue
