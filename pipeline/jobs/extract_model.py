@@ -1,0 +1,132 @@
+"""The model side of extract: build or load DUSt3R, name what it is, run a captured forward.
+
+`ModelRunner` turns a batch of rendered pairs (uint8) into the float32 numpy arrays that
+`features_for_shard` encodes. It records the weights' identity for the store:
+"sha256:<hex>" of a checkpoint file, or "random-init:<config>:<seed>".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.errors import ConfigError, ShapeError
+from pipeline.jobs.extract_params import ExtractParams
+from pipeline.jobs.hooks_capture import attention_names, capture_arrays, residual_names
+from pipeline.model.checkpoint import HF_WEIGHTS, load_checkpoint
+from pipeline.model.dust3r import Dust3r
+from pipeline.model.registry import build_model, config_name, get_config
+from pipeline.store.features import FeatureLayout
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """sha256 of a checkpoint file (the safetensors file of a Hugging Face folder)."""
+    file = path / HF_WEIGHTS if path.is_dir() else path
+    digest = hashlib.sha256()
+    with file.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def pick_device(name: str) -> torch.device:
+    """"auto" → cuda when available, else cpu; other names as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _choose(choice: str | tuple[str, ...], options: list[str], kinds: dict[str, list[str]], what: str) -> list[str]:
+    if isinstance(choice, str):
+        if choice not in kinds:
+            raise ConfigError(f"extract.{what}: expected one of {sorted(kinds)} or a list of names, got {choice!r}")
+        return kinds[choice]
+    unknown = [name for name in choice if name not in options]
+    if unknown:
+        raise ConfigError(f"extract.{what}: unknown {unknown}; valid: {', '.join(options)}")
+    return [name for name in options if name in choice]  # model order
+
+
+class ModelRunner:
+    """A model in eval mode plus the locations to capture, callable on uint8 image pairs.
+
+    Attributes:
+        weights_id: "sha256:<hex>" or "random-init:<config>:<seed>".
+        config_dict: the config's fields, JSON-safe.
+        locations: decoder residual-stream locations stored in `acts`.
+        attn_locations: attention maps stored for every pair.
+        full_attention_locations: attention maps also stored as full float16.
+    """
+
+    def __init__(self, model: Dust3r, weights_id: str, params: ExtractParams) -> None:
+        self.model, self.weights_id, self.params = model, weights_id, params
+        self.device = pick_device(params.device)
+        self.model.to(self.device).eval()
+        cfg = model.config
+        self.config_dict = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+        all_res = residual_names(cfg.dec_depth, with_out=True)
+        self.locations = _choose(
+            params.locations,
+            all_res,
+            {"residual": residual_names(cfg.dec_depth, with_out=False), "all": all_res},
+            "locations",
+        )
+        all_attn = attention_names(cfg.dec_depth)
+        kinds = {
+            "all": all_attn,
+            "self": [a for a in all_attn if a.endswith(".self")],
+            "cross": [a for a in all_attn if a.endswith(".cross")],
+            "none": [],
+        }
+        self.attn_locations = _choose(params.attention, all_attn, kinds, "attention")
+        self.full_attention_locations = _choose(params.full_attention, all_attn, kinds, "full_attention")
+        missing = [a for a in self.full_attention_locations if a not in self.attn_locations]
+        if missing:
+            raise ConfigError(f"extract.full_attention: {missing} are not in extract.attention")
+
+    @classmethod
+    def from_params(cls, params: ExtractParams) -> ModelRunner:
+        """Load `params.checkpoint`, or build `params.model` with random weights seeded by `params.seed`."""
+        if params.checkpoint:
+            path = Path(params.checkpoint)
+            model = load_checkpoint(path)
+            name = config_name(model.config)
+            if name is not None and name != params.model:
+                raise ConfigError(f"{path}: the checkpoint is a '{name}' model but extract.model is '{params.model}'")
+            return cls(model, checkpoint_sha256(path), params)
+        get_config(params.model)  # unknown names fail here, with suggestions
+        return cls(build_model(params.model, seed=params.seed), f"random-init:{params.model}:{params.seed}", params)
+
+    def layout(self, *, n_pairs: int, image_size: tuple[int, int]) -> FeatureLayout:
+        """The store layout for renders of `image_size` (multiples of the patch size)."""
+        cfg = self.model.config
+        p = cfg.patch_size
+        if image_size[0] % p or image_size[1] % p:
+            raise ShapeError(f"renders image size {tuple(image_size)} is not a multiple of the patch size {p}")
+        return FeatureLayout(
+            n_pairs=n_pairs,
+            pairs_per_shard=self.params.pairs_per_shard,
+            locations=tuple(self.locations),
+            attn_locations=tuple(self.attn_locations),
+            image_size=(int(image_size[0]), int(image_size[1])),
+            patch_grid=(image_size[0] // p, image_size[1] // p),
+            enc_dim=cfg.enc_embed_dim,
+            dec_dim=cfg.dec_embed_dim,
+            n_heads=cfg.dec_num_heads,
+            n_high_norm=self.params.n_high_norm,
+        )
+
+    @torch.inference_mode()
+    def __call__(self, rgb: np.ndarray) -> dict[str, Any]:
+        """rgb (B, V, H, W, 3) uint8 → the float32 arrays of `extract_shard.BatchFn`."""
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+        x = x.permute(0, 1, 4, 2, 3).float() / 127.5 - 1  # (B, V, 3, H, W) in [-1, 1]
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.params.autocast)
+        use_amp = amp is not None and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=use_amp):
+            return capture_arrays(self.model, x[:, 0], x[:, 1], self.locations, self.attn_locations)
