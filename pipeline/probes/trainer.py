@@ -112,7 +112,7 @@ class _Curves:
         rows = []
         if resume_step and path.exists():
             with path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) < resume_step]
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
         with path.open("w", newline="") as f:
             writer = csv.DictWriter(f, self.columns)
             writer.writeheader()

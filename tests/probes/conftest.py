@@ -1,0 +1,60 @@
+"""Small synthetic probing problems: tokens that determine each patch's 3D points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.probes.batches import TensorSource
+
+GRID, PATCH = (2, 2), 4  # 8x8-pixel views of 4 tokens
+
+
+def synthetic_problem(n_pairs: int, widths: dict[str, int], *, seed: int = 0) -> dict:
+    """Each patch sees a plane patch at a random depth; every location's tokens encode it linearly.
+
+    Returns tensors for `TensorSource`: acts[location] (P, V, N, D), pts3d (P, V, H, W, 3)
+    in view 1's frame (here simply each view's own points), depth (P, V, H, W, 1), valid.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = GRID[0] * GRID[1]
+    H, W = GRID[0] * PATCH, GRID[1] * PATCH
+    latent = torch.randn(n_pairs, 2, n, 3, generator=g)  # per patch: depth offset and slopes
+    depth = 3.0 + 0.5 * latent[..., 0]
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, PATCH), torch.linspace(-1, 1, PATCH), indexing="ij")
+    z = depth[..., None, None] + 0.3 * (latent[..., 1, None, None] * yy + latent[..., 2, None, None] * xx)
+    z = z.reshape(n_pairs, 2, *GRID, PATCH, PATCH).permute(0, 1, 2, 4, 3, 5).reshape(n_pairs, 2, H, W)
+    v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    pts3d = torch.stack([(u - W / 2) / W * z, (v - H / 2) / H * z, z], -1)
+    acts = {}
+    for loc, d in widths.items():
+        mix = torch.randn(3, d, generator=g)
+        acts[loc] = latent @ mix + 0.05 * torch.randn(n_pairs, 2, n, d, generator=g)
+    valid = torch.rand(n_pairs, 2, H, W, generator=g) > 0.1
+    return {"acts": acts, "pts3d": pts3d, "depth": z[..., None], "valid": valid}
+
+
+@pytest.fixture
+def problem() -> dict:
+    return synthetic_problem(48, {"enc": 24, "b00.self": 16, "b00.cross": 16})
+
+
+@pytest.fixture
+def make_source() -> Callable[..., TensorSource]:
+    """make_source(problem, pairs, batch_size, seed=0): batches of the pairs in `pairs` (a range)."""
+
+    def make(problem: dict, pairs: range, batch_size: int, seed: int = 0) -> TensorSource:
+        return TensorSource(
+            **problem, pairs=np.arange(len(problem["valid"]))[pairs], batch_size=batch_size, seed=seed
+        )
+
+    return make
+
+
+@pytest.fixture
+def layout() -> dict:
+    """ProbeSpec keywords matching `synthetic_problem`."""
+    return {"grid": GRID, "patch_size": PATCH}
