@@ -41,6 +41,25 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@torch.no_grad()
+def _reseed_heads(model: Dust3r, seed: int) -> Dust3r:
+    """Re-initialise the output heads in module order from `seed` (PyTorch's default init).
+
+    Works around `Dust3r.init_weights`, which initialises the heads while iterating a set of
+    modules: the order, and so the weights for a given seed, changes from build to build,
+    and a resumed extract must rebuild exactly the same random model.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for head in (model.downstream_head1, model.downstream_head2):
+        for module in head.modules():
+            if isinstance(module, torch.nn.Linear | torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+                bound = module.weight[0].numel() ** -0.5
+                module.weight.uniform_(-bound, bound, generator=generator)
+                if module.bias is not None:
+                    module.bias.uniform_(-bound, bound, generator=generator)
+    return model
+
+
 def _choose(choice: str | tuple[str, ...], options: list[str], kinds: dict[str, list[str]], what: str) -> list[str]:
     if isinstance(choice, str):
         if choice not in kinds:
@@ -100,7 +119,8 @@ class ModelRunner:
                 raise ConfigError(f"{path}: the checkpoint is a '{name}' model but extract.model is '{params.model}'")
             return cls(model, checkpoint_sha256(path), params)
         get_config(params.model)  # unknown names fail here, with suggestions
-        return cls(build_model(params.model, seed=params.seed), f"random-init:{params.model}:{params.seed}", params)
+        model = _reseed_heads(build_model(params.model, seed=params.seed), params.seed)
+        return cls(model, f"random-init:{params.model}:{params.seed}", params)
 
     def layout(self, *, n_pairs: int, image_size: tuple[int, int]) -> FeatureLayout:
         """The store layout for renders of `image_size` (multiples of the patch size)."""
