@@ -80,6 +80,7 @@ class ProbeSet(nn.Module):
     def __init__(self, spec: ProbeSpec) -> None:
         super().__init__()
         self.spec = spec
+        self.meta: dict = {}  # provenance from a probe file (see files.load_probes)
         p = spec.patch_size
         d_out = spec.head.channels * p * p
         by_width: dict[int, list[str]] = {}

@@ -85,13 +85,27 @@ def step_losses(sets: Mapping[str, ProbeSet], batch: Batch, alpha: float) -> dic
     }
 
 
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return Batch(
+        {k: v.to(device, non_blocking=True) for k, v in batch.acts.items()},
+        batch.pts3d.to(device, non_blocking=True),
+        batch.depth.to(device, non_blocking=True),
+        batch.valid.to(device, non_blocking=True),
+    )
+
+
+def _device(sets: Mapping[str, ProbeSet]) -> torch.device:
+    """Where the probes live; batches are moved there."""
+    return next(next(iter(sets.values())).parameters()).device
+
+
 @torch.no_grad()
 def validate(sets: Mapping[str, ProbeSet], source: BatchSource, alpha: float) -> dict[str, dict[str, float]]:
     """Mean loss over one ordered pass of `source`: set name → location → loss."""
     totals: dict[str, torch.Tensor] = {}
     n = 0
     for batch in source.batches(loop=False):
-        for name, loss in step_losses(sets, batch, alpha).items():
+        for name, loss in step_losses(sets, _to(batch, _device(sets)), alpha).items():
             totals[name] = totals.get(name, 0) + loss
         n += 1
     return {
@@ -148,31 +162,34 @@ def train(
     val_source: BatchSource | None,
     cfg: TrainConfig,
     *,
-    out_dir: Path | None = None,
+    checkpoint: Path | None = None,
+    curves_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Train all probe sets together for `cfg.steps` steps, resuming from `out_dir` if it holds a checkpoint.
+    """Train all probe sets together for `cfg.steps` steps, resuming from `checkpoint` if it exists.
 
     Args:
         sets: name → probe set (e.g. {"mlp": …, "linear": …}), trained in place.
         train_source: endless batches (`batches(start)`).
         val_source: validation batches, scored every `cfg.val_every` steps; None to skip.
         cfg: optimisation settings.
-        out_dir: where `checkpoint.pt`, `train_loss.csv` and `val_loss.csv` go; None keeps
-            nothing on disk (tests, benchmarks).
+        checkpoint: file written every `cfg.checkpoint_every` steps and resumed from; None: none.
+        curves_dir: where `train_loss.csv` and `val_loss.csv` (one row per step / validation,
+            one column per set/location) go, for `dvc plots`; None: none.
         progress: show a progress bar.
 
     Returns:
         {"train": set → location → last step's loss, "val": … final validation loss ({} without val)}.
 
     Raises:
-        ConfigError: `out_dir` holds a checkpoint of other probes or settings.
+        ConfigError: `checkpoint` holds other probes or settings.
     """
+    device = _device(sets)
     opt, sched = make_optimizer(sets, cfg)
     identity = {"train": asdict(cfg), "sets": {n: s.spec.to_dict() for n, s in sets.items()}}
     identity = json.loads(json.dumps(identity))
     start = 0
-    ckpt_path = out_dir / "checkpoint.pt" if out_dir else None
+    ckpt_path = checkpoint
     if ckpt_path and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
         if ckpt["identity"] != identity:
@@ -186,16 +203,18 @@ def train(
         start = ckpt["step"]
         log.info("resuming from %s at step %d", ckpt_path, start)
     train_curve = val_curve = None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        train_curve = _Curves(out_dir / "train_loss.csv", ["lr", *_columns(sets)], start)
-        val_curve = _Curves(out_dir / "val_loss.csv", _columns(sets), start)
+    if curves_dir:
+        curves_dir.mkdir(parents=True, exist_ok=True)
+        train_curve = _Curves(curves_dir / "train_loss.csv", ["lr", *_columns(sets)], start)
+        val_curve = _Curves(curves_dir / "val_loss.csv", _columns(sets), start)
+    if ckpt_path:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     last: dict[str, dict[str, float]] = {}
     val: dict[str, dict[str, float]] = {}
     bar = tqdm(total=cfg.steps, initial=start, desc="train probes", unit="step", disable=not progress)
     batches = train_source.batches(start)
     for step in range(start, cfg.steps):
-        batch = next(batches)
+        batch = _to(next(batches), device)
         lr = sched.get_last_lr()[0]
         opt.zero_grad(set_to_none=True)
         losses = step_losses(sets, batch, cfg.alpha)

@@ -130,7 +130,7 @@ def test_resumed_run_ends_where_an_uninterrupted_run_does(
         make_source(problem, range(40), 4),
         val,
         cfg,
-        out_dir=tmp_path / "a",
+        checkpoint=tmp_path / "a" / "ckpt.pt",
         progress=False,
     )
     killed = ProbeSet(ProbeSpec("linear", widths, **layout))
@@ -140,7 +140,8 @@ def test_resumed_run_ends_where_an_uninterrupted_run_does(
             _KilledAfter(make_source(problem, range(40), 4), 5),
             val,
             cfg,
-            out_dir=tmp_path / "b",
+            checkpoint=tmp_path / "b" / "ckpt.pt",
+            curves_dir=tmp_path / "b",
             progress=False,
         )
     resumed = ProbeSet(ProbeSpec("linear", widths, **layout))
@@ -149,7 +150,8 @@ def test_resumed_run_ends_where_an_uninterrupted_run_does(
         make_source(problem, range(40), 4),
         val,
         cfg,
-        out_dir=tmp_path / "b",
+        checkpoint=tmp_path / "b" / "ckpt.pt",
+        curves_dir=tmp_path / "b",
         progress=False,
     )
     for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):

@@ -1,0 +1,133 @@
+"""Feed the trainer from a features store plus the renders store's ground truth.
+
+Every requested location of a batch comes from one read of `acts` (pair, view, location,
+token, channel) — an orthogonal selection of the batch's pairs and the locations, which
+zarr serves as whole inner chunks out of the shard files — so training all locations costs
+one pass over the store, not one per location. A background thread reads the next batches
+while the current one trains.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.errors import SchemaError, unknown_name_message
+from pipeline.probes.batches import Batch, batch_indices
+from pipeline.store.writer import open_store
+
+STATUS_OK = 1
+
+
+class StoreSource:
+    """Batches of extracted pairs of some splits, with all requested locations.
+
+    Args:
+        features: a features store (`probe3r extract`).
+        renders: the renders store it was extracted from (targets: pts3d_view1, depth, valid).
+        locations: "enc" and/or names of the store's `location` coordinate.
+        splits: which pairs to use, by the renders' scene split (e.g. ("train",)).
+        batch_size, seed: see `pipeline.probes.batches.batch_indices`.
+        prefetch: batches read ahead in a background thread (0: read inline).
+    """
+
+    def __init__(
+        self,
+        features: Path,
+        renders: Path,
+        locations: Sequence[str],
+        *,
+        splits: Sequence[str],
+        batch_size: int,
+        seed: int = 0,
+        prefetch: int = 2,
+    ) -> None:
+        self.group = open_store(features, "features")
+        self.rgroup = open_store(renders, "renders")
+        stored = (self.group.attrs.get("renders") or {}).get("params")
+        if stored != self.rgroup.attrs.get("params"):
+            raise SchemaError(
+                f"{features}: extracted from other renders than {renders} (render params differ)"
+            )
+        names = [str(x) for x in self.group["location"][:]]
+        for loc in locations:
+            if loc != "enc" and loc not in names:
+                raise SchemaError(f"{features}: {unknown_name_message('location', loc, ['enc', *names])}")
+        self.locations = tuple(locations)
+        self.dec_index = np.array([names.index(loc) for loc in locations if loc != "enc"], dtype=np.int64)
+        ok = self.group["status"][:] == STATUS_OK
+        self.pairs = np.flatnonzero(ok & np.isin(self.group["split"][:], list(splits)))
+        self.batch_size, self.seed, self.prefetch = batch_size, seed, prefetch
+
+    @property
+    def widths(self) -> dict[str, int]:
+        """Token width of every requested location."""
+        enc, dec = self.group["enc"].shape[-1], self.group["acts"].shape[-1]
+        return {loc: int(enc if loc == "enc" else dec) for loc in self.locations}
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        h, w = self.group.attrs["patch_grid"]
+        return int(h), int(w)
+
+    def read(self, idx: np.ndarray) -> Batch:
+        """The batch of pairs `idx` (sorted), features cast to float32 by the probes."""
+        acts: dict[str, torch.Tensor] = {}
+        if len(self.dec_index):
+            block = self.group["acts"].get_orthogonal_selection((idx, slice(None), self.dec_index))
+            block = torch.from_numpy(block)  # (B, V, L, N, D) float16
+            dec = [loc for loc in self.locations if loc != "enc"]
+            acts.update({loc: block[:, :, j] for j, loc in enumerate(dec)})
+        if "enc" in self.locations:
+            acts["enc"] = torch.from_numpy(self.group["enc"].get_orthogonal_selection((idx,)))
+        r = self.rgroup
+        return Batch(
+            acts=acts,
+            pts3d=torch.from_numpy(r["pts3d_view1"].get_orthogonal_selection((idx,))),
+            depth=torch.from_numpy(r["depth"].get_orthogonal_selection((idx,)))[..., None],
+            valid=torch.from_numpy(r["valid"].get_orthogonal_selection((idx,))),
+        )
+
+    def batches(self, start: int = 0, *, loop: bool = True) -> Iterator[Batch]:
+        order = batch_indices(self.pairs, self.batch_size, seed=self.seed, start=start, loop=loop)
+        reads = (self.read(idx) for idx in order)
+        return prefetched(reads, self.prefetch) if self.prefetch else reads
+
+
+def prefetched(items: Iterator[Batch], depth: int) -> Iterator[Batch]:
+    """Run `items` in a daemon thread, `depth` ahead of the consumer; errors re-raise here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has gone: drop the item and end the thread
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            put(err)
+
+    threading.Thread(target=work, daemon=True).start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
