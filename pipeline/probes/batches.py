@@ -46,6 +46,21 @@ class BatchSource(Protocol):
     def batches(self, start: int = 0, *, loop: bool = True) -> Iterator[Batch]: ...
 
 
+class ProbeSource(BatchSource, Protocol):
+    """A source of real pairs, which also says what the probes must look like and where data came from."""
+
+    @property
+    def widths(self) -> dict[str, int]: ...
+
+    @property
+    def grid(self) -> tuple[int, int]: ...
+
+    @property
+    def image_size(self) -> tuple[int, int]: ...
+
+    def identity(self) -> dict: ...
+
+
 def batch_indices(
     pairs: np.ndarray, batch_size: int, *, seed: int, start: int = 0, loop: bool = True
 ) -> Iterator[np.ndarray]:

@@ -47,6 +47,7 @@ class StoreSource:
         seed: int = 0,
         prefetch: int = 2,
     ) -> None:
+        self.features, self.renders = features, renders
         self.group = open_store(features, "features")
         self.rgroup = open_store(renders, "renders")
         stored = (self.group.attrs.get("renders") or {}).get("params")
@@ -74,6 +75,16 @@ class StoreSource:
     def grid(self) -> tuple[int, int]:
         h, w = self.group.attrs["patch_grid"]
         return int(h), int(w)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        H, W = self.group.attrs["image_size"]
+        return int(H), int(W)
+
+    def identity(self) -> dict:
+        """Where the features came from: the store, its model and its renders."""
+        keys = ("model_name", "model_weights", "params", "renders", "n_pairs")
+        return {"source": "store", "path": str(self.features), **{k: self.group.attrs.get(k) for k in keys}}
 
     def read(self, idx: np.ndarray) -> Batch:
         """The batch of pairs `idx` (sorted), features cast to float32 by the probes."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from pipeline.probes.batches import TensorSource
+from pipeline.store.features import FeatureLayout, create_features_store
+from pipeline.store.writer import create_store
 
 GRID, PATCH = (2, 2), 4  # 8x8-pixel views of 4 tokens
 
@@ -58,3 +61,55 @@ def make_source() -> Callable[..., TensorSource]:
 def layout() -> dict:
     """ProbeSpec keywords matching `synthetic_problem`."""
     return {"grid": GRID, "patch_size": PATCH}
+
+
+def write_tiny_stores(
+    root: Path, problem: dict, splits: list[str], dec_locations: list[str]
+) -> tuple[Path, Path]:
+    """A renders store and a features store holding `problem` (pairs of 8x8 views, 4 tokens)."""
+    n = len(splits)
+    H, W = problem["valid"].shape[-2:]
+    renders = root / "renders.zarr"
+    r = create_store(
+        renders,
+        "renders",
+        sizes={"pair": n, "y": H, "x": W},
+        pairs_per_shard=8,
+        attrs={"params": {"seed": 0}, "n_pairs": n, "pairs_per_shard": 8, "image_size": [H, W]},
+        coords={"view": np.array([1, 2])},
+    )
+    r["pts3d_view1"][:] = problem["pts3d"].numpy()
+    r["depth"][:] = problem["depth"][..., 0].numpy()
+    r["valid"][:] = problem["valid"].numpy()
+    r["status"][:] = 1
+    r["split"][:] = np.array(splits, dtype=np.dtypes.StringDType())
+    layout = FeatureLayout(
+        n_pairs=n,
+        pairs_per_shard=8,
+        locations=tuple(dec_locations),
+        attn_locations=(),
+        image_size=(H, W),
+        patch_grid=GRID,
+        enc_dim=problem["acts"]["enc"].shape[-1],
+        dec_dim=problem["acts"][dec_locations[0]].shape[-1],
+        n_heads=2,
+    )
+    features = root / "features.zarr"
+    f = create_features_store(
+        features, layout, attrs={"renders": {"params": {"seed": 0}}, "model_name": "synthetic"}
+    )
+    f["enc"][:] = problem["acts"]["enc"].numpy().astype(np.float16)
+    f["acts"][:] = np.stack([problem["acts"][loc].numpy() for loc in dec_locations], 2).astype(np.float16)
+    f["split"][:] = np.array(splits, dtype=np.dtypes.StringDType())
+    f["status"][:] = 1
+    return features, renders
+
+
+@pytest.fixture
+def tiny_stores(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """(features, renders, problem): 24 pairs, 16 train then 8 val; locations enc, dec_in, b00.self."""
+    problem = synthetic_problem(24, {"enc": 24, "dec_in": 16, "b00.self": 16}, seed=5)
+    features, renders = write_tiny_stores(
+        tmp_path, problem, ["train"] * 16 + ["val"] * 8, ["dec_in", "b00.self"]
+    )
+    return features, renders, problem

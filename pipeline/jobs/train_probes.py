@@ -1,0 +1,185 @@
+"""The train_probes job: a features store (or the live model) → models/probes/<set>/.
+
+Every probe kind asked for (mlp, linear) is trained at every location asked for in one
+pass over the training pairs; each kind becomes one probe set folder (safetensors + JSON).
+Loss curves go to a separate folder for `dvc plots`, and a checkpoint lets a killed run
+resume; it is removed once the probe files are written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.errors import ConfigError
+from pipeline.probes.batches import BatchSource, ProbeSource
+from pipeline.probes.files import save_probes
+from pipeline.probes.heads import Head
+from pipeline.probes.probeset import ProbeSet, ProbeSpec
+from pipeline.probes.store_source import StoreSource
+from pipeline.probes.trainer import TrainConfig, train
+from pipeline.store.writer import open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainProbesParams:
+    """params.yaml `train_probes:`.
+
+    Attributes:
+        kinds: probe kinds trained together ("mlp", "linear").
+        locations: "all" (enc and every location of the store) or a list of names.
+        head: "pointmap" or "depth".
+        depth_beta: depth = beta · exp(raw) for depth probes.
+        hidden, n_layers, shared_views: probe architecture (see ProbeSpec).
+        train_splits, val_splits: pairs used for training and for validation, by scene split.
+        prefetch: batches read ahead from the store.
+        device: "auto" (cuda when available), "cpu" or "cuda[:i]".
+        The remaining fields are TrainConfig's.
+    """
+
+    kinds: tuple[str, ...] = ("mlp",)
+    locations: str | tuple[str, ...] = "all"
+    head: str = "pointmap"
+    depth_beta: float = 1.0
+    hidden: int = 1024
+    n_layers: int = 5
+    shared_views: bool = False
+    train_splits: tuple[str, ...] = ("train",)
+    val_splits: tuple[str, ...] = ("val",)
+    prefetch: int = 2
+    device: str = "auto"
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    alpha: float = 0.2
+    val_every: int = 200
+    checkpoint_every: int = 200
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainProbesParams:
+        """Build from a params.yaml section; unknown keys are refused by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"train_probes: unknown parameter(s) {unknown}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+    def train_config(self) -> TrainConfig:
+        names = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_sets(
+    params: TrainProbesParams, widths: dict[str, int], grid: tuple[int, int], patch_size: int
+) -> dict[str, ProbeSet]:
+    """One probe set per kind, at every location of `widths`."""
+    head = Head(params.head, beta=params.depth_beta)
+    specs = [
+        ProbeSpec(
+            kind,
+            widths,
+            grid,
+            patch_size=patch_size,
+            head=head,
+            hidden=params.hidden,
+            n_layers=params.n_layers,
+            shared_views=params.shared_views,
+            seed=params.seed,
+        )
+        for kind in params.kinds
+    ]
+    if len({s.name for s in specs}) != len(specs):
+        raise ConfigError(f"train_probes.kinds lists a kind twice: {list(params.kinds)}")
+    return {s.name: ProbeSet(s) for s in specs}
+
+
+def store_locations(features: Path, choice: str | tuple[str, ...]) -> list[str]:
+    """The locations to probe: "all" means enc plus every location the store holds."""
+    if choice != "all":
+        return list(choice)
+    return ["enc", *(str(x) for x in open_store(features, "features")["location"][:])]
+
+
+def run_train_probes(
+    features: Path,
+    renders: Path,
+    out: Path,
+    params: TrainProbesParams,
+    *,
+    curves_dir: Path,
+    source: ProbeSource | None = None,
+    val_source: BatchSource | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train every probe set and write `out/<set>/{probes.safetensors,config.json}`.
+
+    Args:
+        features: the features store (ignored when `source` is given, e.g. a LiveSource).
+        renders: the renders store the targets come from.
+        out: folder of the probe sets; `out/checkpoint.pt` while training.
+        params: kinds, locations, architecture and budget.
+        curves_dir: where train_loss.csv, val_loss.csv and val_loss.json go.
+        source, val_source: batch sources to use instead of the store (live mode).
+        progress: show a progress bar.
+
+    Returns:
+        set name → location → final validation loss.
+    """
+    cfg = params.train_config()
+    if source is None:
+        locs = store_locations(features, params.locations)
+        common = {"batch_size": cfg.batch_size, "seed": cfg.seed, "prefetch": params.prefetch}
+        source = StoreSource(features, renders, locs, splits=params.train_splits, **common)
+        val_source = StoreSource(features, renders, locs, splits=params.val_splits, **common)
+        if len(val_source.pairs) == 0:
+            log.warning("no extracted pairs in splits %s: skipping validation", list(params.val_splits))
+            val_source = None
+    sets = build_sets(params, source.widths, source.grid, source.image_size[0] // source.grid[0])
+    device = pick_device(params.device)
+    for s in sets.values():
+        s.to(device)
+    started = time.time()
+    result = train(
+        sets,
+        source,
+        val_source,
+        cfg,
+        checkpoint=out / "checkpoint.pt",
+        curves_dir=curves_dir,
+        progress=progress,
+    )
+    meta = {
+        "features": source.identity(),
+        "training": {
+            **asdict(cfg),
+            "pairs_seen": cfg.steps * cfg.batch_size,
+            "wall_s": time.time() - started,
+        },
+    }
+    for name, s in sets.items():
+        save_probes(
+            out / name,
+            s,
+            {**meta, "final_loss": {"train": result["train"][name], "val": result["val"].get(name, {})}},
+        )
+    (curves_dir / "val_loss.json").write_text(json.dumps(result["val"], indent=2) + "\n")
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    return result["val"]
