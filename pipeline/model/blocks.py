@@ -89,5 +89,7 @@ class DecoderBlock(nn.Module):
             (B, N, D) this view's stream after the block.
         """
         x = self.hook_self(x + self.hook_self_out(self.attn(self.norm1(x), xpos)))
-        x = self.hook_cross(x + self.hook_cross_out(self.cross_attn(self.norm2(x), self.norm_y(y), xpos, ypos)))
+        x = self.hook_cross(
+            x + self.hook_cross_out(self.cross_attn(self.norm2(x), self.norm_y(y), xpos, ypos))
+        )
         return self.hook_mlp(x + self.hook_mlp_out(self.mlp(self.norm3(x))))

@@ -80,7 +80,9 @@ class Dust3rConfig:
         if not (isinstance(size, tuple) and len(size) == 2 and all(isinstance(s, int) for s in size)):
             raise ConfigError(f"img_size: expected a (H, W) tuple of ints, got {size!r}")
         if any(s <= 0 or s % self.patch_size for s in size):
-            raise ConfigError(f"img_size: {size} must be positive multiples of patch_size ({self.patch_size})")
+            raise ConfigError(
+                f"img_size: {size} must be positive multiples of patch_size ({self.patch_size})"
+            )
         if not (isinstance(self.mlp_ratio, int | float) and int(self.enc_embed_dim * self.mlp_ratio) > 0):
             raise ConfigError(f"mlp_ratio: expected a positive number, got {self.mlp_ratio!r}")
         if re.fullmatch(r"RoPE\d+(\.\d+)?", str(self.pos_embed)) is None:
@@ -93,12 +95,16 @@ class Dust3rConfig:
                 f"got {self.dec_depth}"
             )
         if self.head_type == "dpt" and self.patch_size != 16:
-            raise ConfigError(f"patch_size: the dpt head upsamples by 16 and needs patch_size 16, got {self.patch_size}")
+            raise ConfigError(
+                f"patch_size: the dpt head upsamples by 16 and needs patch_size 16, got {self.patch_size}"
+            )
         if self.output_mode != "pts3d":
             raise ConfigError(f"output_mode: only 'pts3d' is defined for DUSt3R, got {self.output_mode!r}")
         _check_mode("depth_mode", self.depth_mode, POINT_MODES)
         if self.depth_mode[1:] != (-_INF, _INF):
-            raise ConfigError(f"depth_mode: bounds must be (-inf, inf) as in DUSt3R, got {self.depth_mode[1:]}")
+            raise ConfigError(
+                f"depth_mode: bounds must be (-inf, inf) as in DUSt3R, got {self.depth_mode[1:]}"
+            )
         if self.conf_mode is not None:
             _check_mode("conf_mode", self.conf_mode, CONF_MODES)
 

@@ -107,7 +107,9 @@ class DptAdapter(nn.Module):
     def forward(self, tokens: list[Tensor], h: int, w: int) -> Tensor:
         """Args: tokens, four (B, N, D_i) levels with N = h * w. Returns (B, C, 16h, 16w)."""
         maps = [t.transpose(1, 2).reshape(t.shape[0], t.shape[2], h, w) for t in tokens]
-        l1, l2, l3, l4 = (rn(act(m)) for act, rn, m in zip(self.act_postprocess, self.scratch.layer_rn, maps, strict=True))
+        l1, l2, l3, l4 = (
+            rn(act(m)) for act, rn, m in zip(self.act_postprocess, self.scratch.layer_rn, maps, strict=True)
+        )
         s = self.scratch
         path = s.refinenet4(l4)[:, :, : l3.shape[2], : l3.shape[3]]  # odd grids: 2 * ceil(h/2) > h
         path = s.refinenet3(path, l3)

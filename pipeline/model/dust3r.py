@@ -75,7 +75,9 @@ class Dust3r(nn.Module):
             ShapeError: the batch sizes differ or an image is not (B, 3, H, W) in whole patches.
         """
         if img1.shape[0] != img2.shape[0]:
-            raise ShapeError(f"img2: expected batch size B={img1.shape[0]} (from img1), got {tuple(img2.shape)}")
+            raise ShapeError(
+                f"img2: expected batch size B={img1.shape[0]} (from img1), got {tuple(img2.shape)}"
+            )
         if img1.shape == img2.shape:
             tokens, pos = self._encode(torch.cat((img1, img2)))
             (e1, e2), (pos1, pos2) = tokens.chunk(2), pos.chunk(2)

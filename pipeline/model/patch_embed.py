@@ -45,7 +45,5 @@ class PatchEmbed(nn.Module):
 
 def grid_positions(batch: int, h: int, w: int, device: torch.device) -> Tensor:
     """(B, h * w, 2) int64 (row, col) of every patch, row-major."""
-    rows, cols = torch.meshgrid(
-        torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
-    )
+    rows, cols = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
     return torch.stack((rows, cols), dim=-1).view(1, h * w, 2).expand(batch, -1, -1)

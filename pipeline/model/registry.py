@@ -32,7 +32,13 @@ MODEL_SIZES: dict[str, Dust3rConfig] = {
         dec_num_heads=6,
     ),
     "tiny": Dust3rConfig(
-        img_size=(64, 64), enc_embed_dim=64, enc_depth=2, enc_num_heads=2, dec_embed_dim=64, dec_depth=4, dec_num_heads=4
+        img_size=(64, 64),
+        enc_embed_dim=64,
+        enc_depth=2,
+        enc_num_heads=2,
+        dec_embed_dim=64,
+        dec_depth=4,
+        dec_num_heads=4,
     ),
     "tiny-dpt": Dust3rConfig(
         img_size=(64, 64),

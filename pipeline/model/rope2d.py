@@ -37,7 +37,9 @@ class RoPE2D(nn.Module):
         y, x = tokens.split(half, dim=-1)
         return torch.cat((self._rotate(y, pos[..., 0], cos, sin), self._rotate(x, pos[..., 1], cos, sin)), -1)
 
-    def _cos_sin(self, quarter: int, n_pos: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def _cos_sin(
+        self, quarter: int, n_pos: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[Tensor, Tensor]:
         """(n_pos, Q) cos and sin tables: angles in fp32, cast to `dtype` before cos/sin (as upstream)."""
         inv_freq = 1.0 / self.base ** (torch.arange(0, 2 * quarter, 2, device=device).float() / (2 * quarter))
         angles = torch.arange(n_pos, device=device, dtype=torch.float32)[:, None] * inv_freq[None, :]
