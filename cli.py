@@ -14,8 +14,11 @@ import typer
 from rich.console import Console
 
 from pipeline.errors import Probe3rError
+from stages import correspond as correspond_stage
+from stages import extract as extract_stage
 from stages import render as render_stage
 from stages import store as store_stage
+from stages import train_probes as train_probes_stage
 
 app = typer.Typer(
     name="probe3r",
@@ -25,6 +28,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(name="render")(render_stage.render)
+app.command(name="extract")(extract_stage.extract)
+app.command(name="correspond")(correspond_stage.correspond)
+app.command(name="train-probes")(train_probes_stage.train_probes)
 app.add_typer(store_stage.app, name="store")
 
 _state = {"verbose": False}
