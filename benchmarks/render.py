@@ -62,11 +62,11 @@ def cast_all(renderer: SceneRenderer, rays: list[tuple[np.ndarray, np.ndarray]])
 
 
 def time_views(spheres: int, subdivisions: int, n: int, size: int, part: slice = slice(None)) -> float:
-    """Seconds to render cameras[part] of n (best of 3), after building the scene (not timed)."""
+    """Seconds to render cameras[part] of n (best of 5), after building the scene (not timed)."""
     renderer = prepare_scene(room_with_objects(spheres, subdivisions))
     cams = cameras(renderer, n, size)[part]
     render_view(renderer, cams[0])  # first cast also builds Embree's BVH
-    return best_of(3, render_all, renderer, cams)
+    return best_of(5, render_all, renderer, cams)
 
 
 def main() -> None:
@@ -84,8 +84,8 @@ def main() -> None:
         for size in (224, 512):
             cams = cameras(renderer, args.views, size)
             rays = [cam.pixel_rays() for cam in cams]
-            ms = best_of(3, render_all, renderer, cams) / len(cams) * 1000
-            cast = best_of(3, cast_all, renderer, rays) / len(cams) * 1000
+            ms = best_of(5, render_all, renderer, cams) / len(cams) * 1000
+            cast = best_of(5, cast_all, renderer, rays) / len(cams) * 1000
             print(
                 f"{name:26s} {scene.n_faces:8d} {prep:7.2f} {size:4d}x{size:<3d} {ms:8.1f} {1000 / ms:13.1f}"
                 f"   (cast + float64 refinement {cast:.1f} ms, rays and shading {ms - cast:.1f} ms)"

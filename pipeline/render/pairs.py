@@ -148,6 +148,11 @@ def prepare_scene(scene: Scene, backend: str = "embree") -> Renderer:
 
     Returns:
         A `SceneRenderer`, or a `HabitatRenderer` for backend "habitat".
+
+    Example:
+        >>> from pipeline.render.demo_scenes import room_with_objects
+        >>> prepare_scene(room_with_objects()).caster.n_faces
+        3864
     """
     if backend == "embree":
         return SceneRenderer(scene)
@@ -159,7 +164,16 @@ def prepare_scene(scene: Scene, backend: str = "embree") -> Renderer:
 
 
 def render_view(renderer: Renderer, camera: Camera) -> ViewRender:
-    """Render one shaded view of the renderer's scene."""
+    """Render one shaded view of the renderer's scene.
+
+    Example:
+        >>> from pipeline.render.camera import look_at
+        >>> from pipeline.render.demo_scenes import room_with_objects
+        >>> pose = look_at(np.array([1.0, 1.0, 1.5]), np.array([3.0, 3.0, 1.0]), np.array([0.0, 0.0, 1.0]))
+        >>> view = render_view(prepare_scene(room_with_objects()), Camera.from_fov(60.0, 96, 64, pose))
+        >>> view.pts_world.shape
+        (64, 96, 3)
+    """
     return renderer.render(camera)
 
 
@@ -197,6 +211,13 @@ def sample_pair(renderer: Renderer, cfg: PairSamplingConfig, rng: np.random.Gene
     Raises:
         SamplingError: no pair met the constraints in `cfg.max_tries` tries; the message
             names the scene and counts the failures of each constraint.
+
+    Example:
+        >>> from pipeline.render.demo_scenes import room_with_objects
+        >>> renderer = prepare_scene(room_with_objects())
+        >>> pair = sample_pair(renderer, PairSamplingConfig(kind="simple"), np.random.default_rng(0))
+        >>> pair.pts_view1.shape, pair.overlap >= 0.5
+        ((2, 224, 224, 3), True)
     """
     caster, scene = renderer.caster, renderer.scene
     up = np.asarray(cfg.up, np.float64) / np.linalg.norm(cfg.up)
