@@ -26,7 +26,8 @@ def _parse_shard(text: str) -> tuple[int, int]:
 def extract(
     *,
     params: Annotated[
-        Path, typer.Option(help="params.yaml to read the `extract:` section (and base.seed, base.device) from.")
+        Path,
+        typer.Option(help="params.yaml to read the `extract:` section (and base.seed, base.device) from."),
     ] = Path("params.yaml"),
     renders: Annotated[Path, typer.Option(help="Renders store to read.")] = Path("data/renders.zarr"),
     out: Annotated[Path, typer.Option(help="Features store to write (Zarr v3 folder).")] = Path(
@@ -36,15 +37,26 @@ def extract(
     checkpoint: Annotated[
         str | None, typer.Option(help="Checkpoint (.pth or HF folder); overrides extract.checkpoint.")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Pairs per forward pass; overrides extract.batch_size.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:<i>; overrides base.device.")] = None,
-    autocast: Annotated[str | None, typer.Option(help="none, bf16 or fp16 (CUDA only); overrides extract.autocast.")] = None,
-    shard: Annotated[str, typer.Option(help="i/n: fill only shards k with k % n == i (one process per GPU).")] = "0/1",
+    batch_size: Annotated[
+        int | None, typer.Option(help="Pairs per forward pass; overrides extract.batch_size.")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:<i>; overrides base.device.")
+    ] = None,
+    autocast: Annotated[
+        str | None, typer.Option(help="none, bf16 or fp16 (CUDA only); overrides extract.autocast.")
+    ] = None,
+    shard: Annotated[
+        str, typer.Option(help="i/n: fill only shards k with k % n == i (one process per GPU).")
+    ] = "0/1",
     workers: Annotated[int, typer.Option(help="Processes on this machine, each with its own model.")] = 1,
     scheduler: Annotated[
-        str | None, typer.Option(help="dask-distributed scheduler address (tcp://host:8786) to run shards on.")
+        str | None,
+        typer.Option(help="dask-distributed scheduler address (tcp://host:8786) to run shards on."),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing store instead of resuming it.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing store instead of resuming it.")
+    ] = False,
 ) -> None:
     """Capture every residual-stream location and attention map of every rendered pair.
 

@@ -89,7 +89,9 @@ def _check_same(out: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> No
     diff += [f"params.{k}" for k in wanted["params"] if stored_params.get(k) != wanted["params"][k]]
     stored_renders = stored.get("renders") or {}
     diff += [
-        f"renders.{k}" for k in ("params", "n_pairs", "image_size") if stored_renders.get(k) != wanted["renders"][k]
+        f"renders.{k}"
+        for k in ("params", "n_pairs", "image_size")
+        if stored_renders.get(k) != wanted["renders"][k]
     ]
     if diff:
         raise SchemaError(
@@ -110,7 +112,9 @@ def bytes_per_pair(layout: FeatureLayout, n_full_locations: int) -> tuple[int, i
 
 def _space_check(out: Path, needed: int, free_bytes: FreeBytes) -> None:
     free = free_bytes(out.parent if not out.exists() else out)
-    log.info("%s: about %.2f GB to write (uncompressed upper bound), %.2f GB free", out, needed / 1e9, free / 1e9)
+    log.info(
+        "%s: about %.2f GB to write (uncompressed upper bound), %.2f GB free", out, needed / 1e9, free / 1e9
+    )
     if needed > free:
         raise DiskSpaceError(
             f"{out}: this run writes up to {needed / 1e9:.2f} GB (uncompressed estimate) but only "
@@ -145,15 +149,18 @@ def _writer(group: zarr.Group, jobs: queue.Queue, errors: list[BaseException]) -
             return
 
 
-def extract_shards(renders: str, out: str, params: ExtractParams, shard_ids: Sequence[int]) -> int:
+def extract_shards(
+    renders: str, out: str, params: ExtractParams, shard_ids: Sequence[int], runner: ModelRunner | None = None
+) -> int:
     """Compute and write the given shards of an existing features store; returns shards written.
 
     A top-level function so dask can ship it to another process or machine; the model is
-    built once per call. Shard k+1 is computed while shard k is written.
+    built once per call (or `runner` is reused in-process). Shard k+1 is computed while
+    shard k is written.
     """
     if not shard_ids:
         return 0
-    runner = ModelRunner.from_params(params)
+    runner = runner or ModelRunner.from_params(params)
     rgroup = open_store(Path(renders), "renders")
     group = open_features(Path(out), mode="r+")
     layout = runner.layout(n_pairs=int(group.attrs["n_pairs"]), image_size=tuple(group.attrs["image_size"]))
@@ -233,7 +240,9 @@ def run_extract(
     runner = ModelRunner.from_params(params)
     if runner.weights_id.startswith("random-init:"):
         log.warning(
-            "model %s has RANDOM weights (%s): features describe an untrained network", params.model, runner.weights_id
+            "model %s has RANDOM weights (%s): features describe an untrained network",
+            params.model,
+            runner.weights_id,
         )
     rgroup, group, layout = _open_or_create(renders, out, params, runner, overwrite)
     status = group["status"][:]
@@ -245,7 +254,9 @@ def run_extract(
     n_full = sum(int(np.isin(split[slices[k]], list(params.full_attention_splits)).sum()) for k in todo)
     estimate = n_todo * base + n_full * full
     _space_check(out, estimate, free_bytes)
-    log.info("%s: %d of %d shards to extract in this process (shard %d/%d)", out, len(todo), len(slices), i, n)
+    log.info(
+        "%s: %d of %d shards to extract in this process (shard %d/%d)", out, len(todo), len(slices), i, n
+    )
     if scheduler:  # a few shards per task: each task builds (loads) the model once
         groups = [todo[s : s + SHARDS_PER_REMOTE_TASK] for s in range(0, len(todo), SHARDS_PER_REMOTE_TASK)]
     else:
@@ -255,7 +266,7 @@ def run_extract(
         run_shard_tasks(extract_shards, tasks, workers=workers, scheduler=scheduler, desc="extract")
     else:
         for task in tasks:
-            extract_shards(*task)
+            extract_shards(*task, runner=runner)
     complete = bool((group["status"][:] != STATUS_PENDING).all())
     if complete and not group.attrs.get("complete"):
         finalise_statistics(group)

@@ -35,7 +35,7 @@ def checkpoint_sha256(path: Path) -> str:
 
 
 def pick_device(name: str) -> torch.device:
-    """"auto" → cuda when available, else cpu; other names as given."""
+    """ "auto" → cuda when available, else cpu; other names as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -60,10 +60,14 @@ def _reseed_heads(model: Dust3r, seed: int) -> Dust3r:
     return model
 
 
-def _choose(choice: str | tuple[str, ...], options: list[str], kinds: dict[str, list[str]], what: str) -> list[str]:
+def _choose(
+    choice: str | tuple[str, ...], options: list[str], kinds: dict[str, list[str]], what: str
+) -> list[str]:
     if isinstance(choice, str):
         if choice not in kinds:
-            raise ConfigError(f"extract.{what}: expected one of {sorted(kinds)} or a list of names, got {choice!r}")
+            raise ConfigError(
+                f"extract.{what}: expected one of {sorted(kinds)} or a list of names, got {choice!r}"
+            )
         return kinds[choice]
     unknown = [name for name in choice if name not in options]
     if unknown:
@@ -116,7 +120,9 @@ class ModelRunner:
             model = load_checkpoint(path)
             name = config_name(model.config)
             if name is not None and name != params.model:
-                raise ConfigError(f"{path}: the checkpoint is a '{name}' model but extract.model is '{params.model}'")
+                raise ConfigError(
+                    f"{path}: the checkpoint is a '{name}' model but extract.model is '{params.model}'"
+                )
             return cls(model, checkpoint_sha256(path), params)
         get_config(params.model)  # unknown names fail here, with suggestions
         model = _reseed_heads(build_model(params.model, seed=params.seed), params.seed)
@@ -127,7 +133,9 @@ class ModelRunner:
         cfg = self.model.config
         p = cfg.patch_size
         if image_size[0] % p or image_size[1] % p:
-            raise ShapeError(f"renders image size {tuple(image_size)} is not a multiple of the patch size {p}")
+            raise ShapeError(
+                f"renders image size {tuple(image_size)} is not a multiple of the patch size {p}"
+            )
         return FeatureLayout(
             n_pairs=n_pairs,
             pairs_per_shard=self.params.pairs_per_shard,

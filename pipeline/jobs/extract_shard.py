@@ -88,7 +88,9 @@ def _check(batch: dict[str, np.ndarray], layout: FeatureLayout, b: int) -> None:
     }
     for name, shape in expected.items():
         if tuple(batch[name].shape) != shape:
-            raise ShapeError(f"captured '{name}': expected {shape} (B, V, ...), got {tuple(batch[name].shape)}")
+            raise ShapeError(
+                f"captured '{name}': expected {shape} (B, V, ...), got {tuple(batch[name].shape)}"
+            )
 
 
 def features_for_shard(

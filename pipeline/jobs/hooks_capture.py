@@ -93,7 +93,9 @@ def capture_arrays(
     A = model.config.dec_num_heads
     return {
         "enc": enc,
-        "acts": stack("acts", locations) if locations else np.zeros((B, 2, 0, N, model.config.dec_embed_dim), np.float32),
+        "acts": stack("acts", locations)
+        if locations
+        else np.zeros((B, 2, 0, N, model.config.dec_embed_dim), np.float32),
         "attn": stack("attn", attention) if attention else np.zeros((B, 2, 0, A, N, N), np.float32),
         "pts3d": torch.stack([res1["pts3d"], res2["pts3d_in_other_view"]], 1).float().cpu().numpy(),
         "conf": torch.stack([res1["conf"], res2["conf"]], 1).float().cpu().numpy(),

@@ -197,9 +197,9 @@ def finalise_statistics(group: zarr.Group) -> None:
     done = np.flatnonzero(group["status"][:] == STATUS_OK)
     pick = done[np.linspace(0, len(done) - 1, min(len(done), PERCENTILE_SAMPLE_PAIRS)).astype(int)]
     norms = group["token_norm"].get_orthogonal_selection((pick,))  # (P, V, L, N)
-    group["norm_percentile"][...] = np.moveaxis(
-        np.percentile(norms, PERCENTILES, axis=(0, 3)), 0, -1
-    ).astype(np.float32)
+    group["norm_percentile"][...] = np.moveaxis(np.percentile(norms, PERCENTILES, axis=(0, 3)), 0, -1).astype(
+        np.float32
+    )
     enc_norms = group["enc_token_norm"].get_orthogonal_selection((pick,))  # (P, V, N)
     group["enc_norm_percentile"][...] = np.moveaxis(
         np.percentile(enc_norms, PERCENTILES, axis=(0, 2)), 0, -1

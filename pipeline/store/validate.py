@@ -104,12 +104,17 @@ def _layout_problems(
     """Chunk and shard shapes against the schema, resolved with the array's own dim sizes."""
     sizes = {**dict(zip(aspec.dims, array.shape, strict=True)), "shard": pairs_per_shard}
     problems = []
-    for field, found, entries in (("chunks", array.chunks, aspec.chunks), ("shards", array.shards, aspec.shards)):
+    for field, found, entries in (
+        ("chunks", array.chunks, aspec.chunks),
+        ("shards", array.shards, aspec.shards),
+    ):
         if entries is None:
             continue
         expected = aspec.resolve(entries, sizes)
         if tuple(found) != expected:
-            problems.append(f"{path}: array '{name}' has {field} {tuple(found)} where {where} expects {expected}")
+            problems.append(
+                f"{path}: array '{name}' has {field} {tuple(found)} where {where} expects {expected}"
+            )
     return problems
 
 

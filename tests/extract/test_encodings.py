@@ -51,7 +51,9 @@ def test_every_encoding_round_trips_within_a_coarse_bound(name: str) -> None:
 
 def test_float16_cast_refuses_overflow_naming_where_and_clips_on_request() -> None:
     x = np.array([1.0, 7e4, -1e5], np.float32)
-    with pytest.raises(Float16OverflowError, match=r"pairs 0\.\.3, 'acts': 2 values beyond float16's range.*overflow: clip"):
+    with pytest.raises(
+        Float16OverflowError, match=r"pairs 0\.\.3, 'acts': 2 values beyond float16's range.*overflow: clip"
+    ):
         to_float16(x, overflow="error", where="pairs 0..3, 'acts'")
     y, n = to_float16(x, overflow="clip", where="x")
     assert n == 2 and np.isfinite(y).all() and y[1] == np.float16(65504)

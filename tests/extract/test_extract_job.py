@@ -23,8 +23,24 @@ from pipeline.store.validate import validate_store
 from .conftest import make_renders, tiny_params
 
 ROOT = Path(__file__).parents[2]
-COMPARED = ("enc", "acts", "attn", "attn_scale", "attn_full", "pts3d", "conf", "token_norm", "high_norm_token",
-            "acts_sum", "acts_sumsq", "mean", "std", "norm_percentile", "status", "split")
+COMPARED = (
+    "enc",
+    "acts",
+    "attn",
+    "attn_scale",
+    "attn_full",
+    "pts3d",
+    "conf",
+    "token_norm",
+    "high_norm_token",
+    "acts_sum",
+    "acts_sumsq",
+    "mean",
+    "std",
+    "norm_percentile",
+    "status",
+    "split",
+)
 
 
 def assert_same_store(a: Path, b: Path) -> None:
@@ -66,7 +82,10 @@ def test_rerun_does_nothing_and_mismatched_runs_are_refused(renders: Path, tmp_p
     out = tmp_path / "f.zarr"
     run_extract(renders, out, tiny_params())
     assert run_extract(renders, out, tiny_params(batch_size=1))["shards_written"] == 0  # run-only option
-    with pytest.raises(SchemaError, match=r"made by another model, renders store or parameters \(differ: model_weights, params\.seed\).*--overwrite"):
+    with pytest.raises(
+        SchemaError,
+        match=r"made by another model, renders store or parameters \(differ: model_weights, params\.seed\).*--overwrite",
+    ):
         run_extract(renders, out, tiny_params(seed=1))
     other = make_renders(tmp_path / "other.zarr", seed=5)
     with pytest.raises(SchemaError, match=r"differ: renders\.params"):
@@ -76,7 +95,9 @@ def test_rerun_does_nothing_and_mismatched_runs_are_refused(renders: Path, tmp_p
 
 def test_disk_space_is_checked_before_anything_is_written(renders: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.zarr"
-    with pytest.raises(DiskSpaceError, match=r"f\.zarr: this run writes up to 0\.00 GB .* only 0\.00 GB are free"):
+    with pytest.raises(
+        DiskSpaceError, match=r"f\.zarr: this run writes up to 0\.00 GB .* only 0\.00 GB are free"
+    ):
         run_extract(renders, out, tiny_params(), free_bytes=lambda path: 1000)
     assert zarr.open_group(str(out), mode="r")["status"][:].sum() == 0
 
@@ -91,7 +112,10 @@ def test_disjoint_shard_writers_give_the_same_store_as_one(renders: Path, tmp_pa
     )
     run_extract(renders, two, tiny_params(), shard=(0, 2))  # creates the store, fills shards 0 and 2
     zarr.open_group(str(two), mode="r+")["status"][:] = 0  # both processes now race on a fresh store
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(renders), str(two), str(i)], cwd=ROOT) for i in (0, 1)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(renders), str(two), str(i)], cwd=ROOT)
+        for i in (0, 1)
+    ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     run_extract(renders, two, tiny_params(), shard=(1, 2))  # nothing left: finalises
     assert_same_store(tmp_path / "one.zarr", two)
@@ -108,7 +132,9 @@ def test_killed_run_resumes_to_the_same_store(tmp_path: Path) -> None:
         "import pipeline.jobs.extract as e; e.features_for_shard = s.features_for_shard; "
         "run_extract(Path(sys.argv[1]), Path(sys.argv[2]), tiny_params(pairs_per_shard=1, batch_size=1))"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(renders), str(killed)], cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(renders), str(killed)], cwd=ROOT, start_new_session=True
+    )
     marker = killed / "status" / "c" / "0"
     deadline = time.time() + 60
     while not marker.exists() and time.time() < deadline and proc.poll() is None:

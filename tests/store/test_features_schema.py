@@ -80,7 +80,9 @@ def test_missing_attribute_is_named_and_open_refuses(store: Path) -> None:
     assert validate_store(store) == [
         f"{store}: missing attribute 'model_weights' (str) required by store_schema.yaml (features)"
     ]
-    with pytest.raises(SchemaError, match=r"f\.zarr does not match the schema:\n  .*missing attribute 'model_weights'"):
+    with pytest.raises(
+        SchemaError, match=r"f\.zarr does not match the schema:\n  .*missing attribute 'model_weights'"
+    ):
         open_features(store)
 
 
