@@ -114,6 +114,11 @@ def sphere(radius: float, tile: float, segments: int = 48, rings: int = 24) -> P
     return Part(verts, faces.astype(np.int64), uv)
 
 
+def cross2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """z component of the cross product of 2D vectors (..., 2); > 0 when b turns left of a."""
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
 def polygon_triangles(poly: np.ndarray) -> np.ndarray:
     """(T, 3) triangles of a simple counter-clockwise polygon (P, 2) by ear clipping."""
     idx = list(range(len(poly)))
@@ -122,7 +127,7 @@ def polygon_triangles(poly: np.ndarray) -> np.ndarray:
         for k in range(len(idx)):
             a, b, c = idx[k - 1], idx[k], idx[(k + 1) % len(idx)]
             pa, pb, pc = poly[a], poly[b], poly[c]
-            if np.cross(pb - pa, pc - pb) <= 1e-12:
+            if cross2(pb - pa, pc - pb) <= 1e-12:
                 continue  # reflex or degenerate corner: not an ear
             others = [poly[m] for m in idx if m not in (a, b, c)]
             if any(_in_triangle(p, pa, pb, pc) for p in others):
@@ -135,11 +140,11 @@ def polygon_triangles(poly: np.ndarray) -> np.ndarray:
 
 
 def _in_triangle(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> bool:
-    d = [np.cross(b - a, p - a), np.cross(c - b, p - b), np.cross(a - c, p - c)]
+    d = [cross2(b - a, p - a), cross2(c - b, p - b), cross2(a - c, p - c)]
     return min(d) >= -1e-12
 
 
-def flat_polygon(poly: np.ndarray, z: float, tile: float, *, up: bool, max_edge: float = 0.35) -> Part:
+def flat_polygon(poly: np.ndarray, z: float, tile: float, *, up: bool, max_edge: float = 0.25) -> Part:
     """Horizontal polygon (floor if `up`, ceiling otherwise) at height z, tessellated to max_edge."""
     tris = polygon_triangles(poly)
     verts = np.c_[poly, np.full(len(poly), z)]
@@ -148,7 +153,7 @@ def flat_polygon(poly: np.ndarray, z: float, tile: float, *, up: bool, max_edge:
     return Part(np.asarray(verts, np.float64), faces if up else faces[:, ::-1], verts[:, :2] / tile)
 
 
-def walls(poly: np.ndarray, height: float, tile: float, max_edge: float = 0.35) -> list[Part]:
+def walls(poly: np.ndarray, height: float, tile: float, max_edge: float = 0.25) -> list[Part]:
     """One inward-facing wall per edge of a counter-clockwise footprint; u runs along the perimeter."""
     out, dist = [], 0.0
     up = np.array([0.0, 0.0, height])

@@ -111,6 +111,18 @@ def _footprint_corners(extent: np.ndarray, yaw: float, centre: np.ndarray) -> np
     return corners @ np.array([[c, s], [-s, c]]) + centre
 
 
+def _footprint_outline(extent: np.ndarray, yaw: float, centre: np.ndarray) -> np.ndarray:
+    """Points along the rotated footprint's edges, closer together than the wall margin.
+
+    Checking corners alone would let a box straddle an L-shape's inner corner; sampling
+    the outline densely (spacing < 2 × margin) guarantees no wall crosses the footprint.
+    """
+    corners = _footprint_corners(extent, yaw, centre)
+    n = int(np.ceil(extent.max() / (1.5 * WALL_MARGIN))) + 1
+    t = np.linspace(0, 1, n)[None, :, None]
+    return (corners[:, None] + t * (np.roll(corners, -1, axis=0) - corners)[:, None]).reshape(-1, 2)
+
+
 def _place(rng, poly, kind, extent, placed) -> tuple[np.ndarray, float] | None:
     """A (centre (2,), yaw) keeping the object inside the room and clear of `placed` circles."""
     lo, hi = poly.min(0), poly.max(0)
@@ -129,7 +141,10 @@ def _place(rng, poly, kind, extent, placed) -> tuple[np.ndarray, float] | None:
             yaw = float(np.arctan2(edge[1], edge[0])) + np.pi  # local +y (the back) faces the wall
         else:
             centre, yaw = rng.uniform(lo, hi), float(rng.uniform(0, 2 * np.pi))
-        if not _inside(poly, _footprint_corners(extent, yaw, centre), WALL_MARGIN):
+        corners = _footprint_corners(extent, yaw, centre)
+        if not _inside(poly, corners, WALL_MARGIN) or not _inside(
+            poly, _footprint_outline(extent, yaw, centre), WALL_MARGIN
+        ):
             continue
         if all(np.linalg.norm(centre - c) > radius + r + 0.05 for c, r in placed):
             placed.append((centre, radius))
@@ -162,7 +177,7 @@ def generate_room(seed: int, index: int, *, split: str = "train", scene_id: str 
         _mesh("ceiling", P.flat_polygon(poly, height, rng.uniform(0.8, 3.0), up=False), random_texture(rng)),
         _mesh("walls", P.merge(P.walls(poly, height, rng.uniform(0.8, 3.0))), random_texture(rng)),
     ]
-    area = 0.5 * abs(np.cross(poly, np.roll(poly, -1, axis=0)).sum())
+    area = 0.5 * abs(P.cross2(poly, np.roll(poly, -1, axis=0)).sum())
     n_objects = int(rng.integers(5, 8 + int(area / 4)))
     kinds = rng.choice(["box", "table", "shelf", "cylinder", "sphere"], size=min(n_objects, 18))
     placed: list[tuple[np.ndarray, float]] = []

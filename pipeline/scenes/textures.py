@@ -38,13 +38,13 @@ TEXTURE_SIZE = 256
 
 @cache
 def bundled_image(name: str) -> np.ndarray:
-    """(H, W, 3) uint8 copy of one scikit-image bundled image, at most 512 px a side.
+    """(H, W, 3) uint8 copy of one scikit-image bundled image, at most 384 px a side.
 
     Cached because decoding the PNGs dominates generation time otherwise.
     """
     with (files("skimage") / "data" / name).open("rb") as fh:
         img = Image.open(fh).convert("RGB")
-        img.thumbnail((512, 512), Image.Resampling.BILINEAR)
+        img.thumbnail((384, 384), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.uint8)
     arr.setflags(write=False)
     return arr
@@ -176,10 +176,11 @@ _WEIGHTS = np.array([3.0, 2.0, 1.0, 1.0, 0.7, 1.0, 1.0])
 
 def colour_jitter(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Random per-channel gain, brightness and contrast on a float (S, S, 3) image → uint8."""
-    gain = rng.uniform(0.8, 1.2, 3) * rng.uniform(0.75, 1.25)
+    gain = (rng.uniform(0.8, 1.2, 3) * rng.uniform(0.75, 1.25) * 255).astype(np.float32)
+    img = img.astype(np.float32)
     mean = img.mean()
-    out = (img - mean) * rng.uniform(0.7, 1.3) + mean
-    return np.clip(out * gain * 255, 0, 255).astype(np.uint8)
+    out = (img - mean) * np.float32(rng.uniform(0.7, 1.3)) + mean
+    return np.clip(out * gain, 0, 255).astype(np.uint8)
 
 
 def random_texture(rng: np.random.Generator, kind: str | None = None, size: int = TEXTURE_SIZE) -> np.ndarray:
