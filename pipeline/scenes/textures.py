@@ -34,6 +34,8 @@ PHOTOS = (
 MATERIAL_SCANS = ("brick.png", "grass.png", "gravel.png", "camera.png", "moon.png", "coins.png")
 
 TEXTURE_SIZE = 256
+MIN_STD = 8.0  # a texture whose channels all vary less than this is drawn again …
+MAX_DRAWS = 6  # … up to this many times
 
 
 @cache
@@ -198,6 +200,9 @@ def random_texture(rng: np.random.Generator, kind: str | None = None, size: int 
         >>> random_texture(np.random.default_rng(0)).shape
         (256, 256, 3)
     """
-    if kind is None:
-        kind = list(GENERATORS)[rng.choice(len(GENERATORS), p=_WEIGHTS / _WEIGHTS.sum())]
-    return colour_jitter(rng, GENERATORS[kind](rng, size))
+    for _ in range(MAX_DRAWS):
+        name = kind or list(GENERATORS)[rng.choice(len(GENERATORS), p=_WEIGHTS / _WEIGHTS.sum())]
+        texture = colour_jitter(rng, GENERATORS[name](rng, size))
+        if texture.reshape(-1, 3).std(0).max() >= MIN_STD:
+            break  # flat crops (a patch of sky, a dark border) carry nothing to match
+    return texture
