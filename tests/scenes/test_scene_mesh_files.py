@@ -61,6 +61,14 @@ class TestGlb:
             load_mesh_scene(bad)
         assert "KHR_texture_basisu" in str(err.value)
 
+    def test_gltf_with_external_buffers(self, tmp_path, write_glb, gradient_image):
+        glb = write_glb(tmp_path / "a.glb", [(gradient_image, "paint", np.eye(4), WHITE)])
+        files = trimesh.load(glb).export(file_type="gltf")
+        for name, data in files.items():
+            (tmp_path / name).write_bytes(data)
+        mesh = load_mesh_scene(tmp_path / "model.gltf").meshes[0]
+        np.testing.assert_array_equal(mesh.texture, gradient_image)
+
     def test_garbage_bytes_name_the_file(self, tmp_path):
         for suffix in (".glb", ".ply", ".obj"):
             path = tmp_path / f"junk{suffix}"
