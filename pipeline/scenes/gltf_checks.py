@@ -1,18 +1,22 @@
 """Find materials whose texture trimesh would silently drop, by reading the glTF JSON.
 
-Why: trimesh only follows a texture's plain `source` image. A texture whose image comes
-only through an extension (KHR_texture_basisu in HM3D's `*.basis.glb`, EXT_texture_webp,
-MSFT_texture_dds) or in a format PIL cannot decode (KTX2, DDS) loads as an untextured
-material, and the scene renders as flat grey with no error. Reading the JSON chunk
-ourselves names the file and material before that happens.
+Why: trimesh follows a texture's plain `source` image (and EXT_texture_webp) and skips,
+with only a debug log, a texture whose image comes through another extension
+(KHR_texture_basisu in HM3D's `*.basis.glb`, MSFT_texture_dds), is KTX2, is missing or
+whose header PIL cannot read. Such a material loads untextured and the scene renders flat
+grey with no error. Reading the JSON ourselves names the file and material instead.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import struct
 from pathlib import Path
 from urllib.parse import unquote
+
+from PIL import Image
 
 from pipeline.errors import SceneError
 
@@ -22,8 +26,8 @@ _UNDECODABLE = ("image/ktx2", "image/vnd-ms.dds", "image/basis")
 _UNDECODABLE_EXT = (".ktx2", ".ktx", ".dds", ".basis")
 
 
-def read_gltf_json(path: Path) -> dict:
-    """The glTF JSON document of a .glb (its first chunk) or .gltf file.
+def read_gltf(path: Path) -> tuple[dict, bytes]:
+    """The glTF JSON document of a .glb or .gltf file, and the glb's binary chunk (b"" if none).
 
     Raises:
         SceneError: not a glTF file, or a corrupt header or JSON.
@@ -31,15 +35,35 @@ def read_gltf_json(path: Path) -> dict:
     try:
         raw = path.read_bytes()
         if path.suffix.lower() == ".gltf":
-            return json.loads(raw)
+            return json.loads(raw), b""
         if raw[:4] != _GLB_MAGIC or len(raw) < 20:
             raise SceneError(f"{path}: not a binary glTF file (no 'glTF' header)")
         length, kind = struct.unpack_from("<II", raw, 12)
         if kind != _JSON_CHUNK or 20 + length > len(raw):
             raise SceneError(f"{path}: corrupt glb, first chunk is not a complete JSON chunk")
-        return json.loads(raw[20 : 20 + length])
+        doc = json.loads(raw[20 : 20 + length])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SceneError(f"{path}: cannot read glTF JSON: {err}") from err
+    rest = raw[20 + length :]
+    binary = rest[8 : 8 + struct.unpack_from("<I", rest)[0]] if len(rest) >= 8 else b""
+    return doc, binary
+
+
+def _uri_bytes(uri: str, folder: Path) -> bytes:
+    if uri.startswith("data:"):
+        return base64.b64decode(uri.split(",", 1)[1])
+    return (folder / unquote(uri)).read_bytes()
+
+
+def _image_bytes(doc: dict, image: dict, binary: bytes, folder: Path) -> bytes:
+    """The encoded bytes of one glTF image, from a uri or a buffer view."""
+    if "uri" in image:
+        return _uri_bytes(image["uri"], folder)
+    view = doc["bufferViews"][image["bufferView"]]
+    buffer = doc["buffers"][view.get("buffer", 0)]
+    data = _uri_bytes(buffer["uri"], folder) if "uri" in buffer else binary
+    start = view.get("byteOffset", 0)
+    return data[start : start + view["byteLength"]]
 
 
 def _colour_texture_indices(material: dict) -> list[int]:
@@ -50,23 +74,25 @@ def _colour_texture_indices(material: dict) -> list[int]:
     return [r["index"] for r in refs if isinstance(r, dict) and "index" in r]
 
 
-def _texture_problem(doc: dict, index: int, folder: Path) -> str | None:
+def _texture_problem(doc: dict, index: int, binary: bytes, folder: Path) -> str | None:
     """Why texture `index` can't be decoded by trimesh, or None if it can."""
     textures, images = doc.get("textures", []), doc.get("images", [])
     if not 0 <= index < len(textures):
         return f"texture {index} does not exist ({len(textures)} textures)"
     texture = textures[index]
-    if "source" not in texture:
+    source = texture.get("source", texture.get("extensions", {}).get("EXT_texture_webp", {}).get("source"))
+    if source is None:  # KHR_texture_basisu, MSFT_texture_dds: trimesh has no decoder
         extensions = ", ".join(sorted(texture.get("extensions", {}))) or "none"
         return f"texture {index} has no plain image source, only extension source(s): {extensions}"
-    if not 0 <= texture["source"] < len(images):
-        return f"texture {index} points to image {texture['source']}, which does not exist"
-    image = images[texture["source"]]
-    uri = image.get("uri", "")
-    if image.get("mimeType") in _UNDECODABLE or uri.lower().endswith(_UNDECODABLE_EXT):
-        return f"image {texture['source']} is {image.get('mimeType') or uri}, which cannot be decoded"
-    if uri and not uri.startswith("data:") and not (folder / unquote(uri)).is_file():
-        return f"image file {folder / unquote(uri)} is missing"
+    if not 0 <= source < len(images):
+        return f"texture {index} points to image {source}, which does not exist"
+    image = images[source]
+    if image.get("mimeType") in _UNDECODABLE or image.get("uri", "").lower().endswith(_UNDECODABLE_EXT):
+        return f"image {source} is {image.get('mimeType') or image['uri']}, which cannot be decoded"
+    try:
+        Image.open(io.BytesIO(_image_bytes(doc, image, binary, folder)))  # reads the header only
+    except (OSError, KeyError, IndexError, ValueError) as err:
+        return f"image {source} cannot be read: {type(err).__name__}: {err}"
     return None
 
 
@@ -93,7 +119,7 @@ def check_gltf_textures(path: Path) -> dict:
             'wall' lost its base-colour texture: texture 0 has no plain image source, only
             extension source(s): KHR_texture_basisu".
     """
-    doc = read_gltf_json(path)
+    doc, binary = read_gltf(path)
     materials = doc.get("materials", [])
     used = sorted(
         {
@@ -107,7 +133,7 @@ def check_gltf_textures(path: Path) -> dict:
         if not 0 <= m < len(materials):
             raise SceneError(f"{path}: a mesh uses material {m}, but the file has {len(materials)} materials")
         for index in _colour_texture_indices(materials[m]):
-            problem = _texture_problem(doc, index, path.parent)
+            problem = _texture_problem(doc, index, binary, path.parent)
             if problem:
                 name = materials[m].get("name", f"material_{m}")
                 raise SceneError(

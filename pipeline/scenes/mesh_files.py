@@ -53,7 +53,11 @@ def _colour(geom: trimesh.Trimesh, path: Path) -> dict:
             return {"base_color": rgb.astype(np.uint8)}
         if visual.uv is None or len(visual.uv) != len(geom.vertices):
             raise SceneError(f"{path}: material '{mat.name}' has a texture but mesh has no uv per vertex")
-        texture = np.asarray(image.convert("RGB"), np.float64) * (rgb / 255.0 if factor is not None else 1.0)
+        try:  # PIL decodes lazily: a corrupt image body only fails here
+            texels = np.asarray(image.convert("RGB"), np.float64)
+        except (OSError, ValueError) as err:
+            raise SceneError(f"{path}: material '{mat.name}' texture cannot be decoded: {err}") from err
+        texture = texels * (rgb / 255.0 if factor is not None else 1.0)
         return {"uv": np.asarray(visual.uv, np.float64), "texture": np.round(texture).astype(np.uint8)}
     if visual.kind == "vertex":
         return {"vertex_colors": np.asarray(visual.vertex_colors[:, :3], np.uint8)}

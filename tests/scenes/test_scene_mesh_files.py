@@ -69,6 +69,20 @@ class TestGlb:
         mesh = load_mesh_scene(tmp_path / "model.gltf").meshes[0]
         np.testing.assert_array_equal(mesh.texture, gradient_image)
 
+    @pytest.mark.parametrize(
+        ("keep", "message"), [(20, "image 0 cannot be read"), (60, "texture cannot be decoded")]
+    )
+    def test_corrupt_embedded_image_is_an_error(self, tmp_path, write_glb, gradient_image, keep, message):
+        """A broken PNG header fails the JSON check; a broken body fails at decode. Never grey."""
+        raw = bytearray(
+            write_glb(tmp_path / "ok.glb", [(gradient_image, "tile", np.eye(4), WHITE)]).read_bytes()
+        )
+        start = raw.index(b"\x89PNG")
+        raw[start + keep : start + keep + 200] = bytes(200)
+        (tmp_path / "bad.glb").write_bytes(raw)
+        with pytest.raises(SceneError, match=rf"bad\.glb: material 'tile'.*{message}"):
+            load_mesh_scene(tmp_path / "bad.glb")
+
     def test_garbage_bytes_name_the_file(self, tmp_path):
         for suffix in (".glb", ".ply", ".obj"):
             path = tmp_path / f"junk{suffix}"
