@@ -126,10 +126,13 @@ def _read_pth(path: Path) -> tuple[Dust3rConfig, dict[str, Tensor]]:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))
-        what = f" ({found.group(1)})" if found else ""
+        if found is None:
+            raise CheckpointError(
+                f"{path.name}: not a readable torch checkpoint ({str(err)[:200]})"
+            ) from None
         raise CheckpointError(
             f"{path.name}: refused to unpickle: it holds objects other than tensors and "
-            f"argparse.Namespace{what}; DUSt3R checkpoints hold only those"
+            f"argparse.Namespace ({found.group(1)}); DUSt3R checkpoints hold only those"
         ) from None
     except (RuntimeError, OSError, EOFError) as err:
         raise CheckpointError(f"{path.name}: not a readable torch checkpoint ({err})") from None

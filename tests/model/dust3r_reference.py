@@ -34,7 +34,7 @@ def build_reference(ref_model: object, config: Dust3rConfig, seed: int = 0) -> n
 def fill_random(model: nn.Module, seed: int) -> None:
     """Give every parameter seeded random values of a sensible scale (in place)."""
     g = torch.Generator().manual_seed(seed)
-    pool = torch.randn(1 << 23, generator=g)
+    pool = torch.randn(2 * max(p.numel() for p in model.parameters()), generator=g)
     with torch.no_grad():
         for name, p in model.named_parameters():
             n = p.numel()

@@ -22,7 +22,7 @@ TOL = dict(atol=1e-4, rtol=1e-4)
 
 CONFIGS = {
     "tiny": (MODEL_SIZES["tiny"], (2, 64, 48)),
-    "tiny-dpt": (MODEL_SIZES["tiny-dpt"], (2, 32, 32)),  # the DPT head is heavy at any model size
+    "tiny-dpt": (MODEL_SIZES["tiny-dpt"], (1, 32, 32)),  # the DPT head is heavy at any model size
     "odd-grid-dpt": (MODEL_SIZES["tiny-dpt"], (1, 48, 32)),  # 3 x 2 patches: refinenet4 crops
     "variant": (
         Dust3rConfig(
