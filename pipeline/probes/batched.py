@@ -74,11 +74,13 @@ class BatchedMLP(nn.Module):
     def n_layers(self) -> int:
         return len(self.sizes) - 1
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, out_order: Tensor | None = None) -> Tensor:
         """Apply probe p to the tokens x[p].
 
         Args:
             x: (P, M, D) M tokens for each of the P probes.
+            out_order: (d_out,) optional permutation of the outputs, applied to the last
+                layer's weights (cheaper than permuting the outputs).
 
         Returns:
             (P, M, d_out) raw outputs.
@@ -86,7 +88,10 @@ class BatchedMLP(nn.Module):
         if x.ndim != 3 or x.shape[0] != self.n_probes or x.shape[2] != self.sizes[0]:
             raise ShapeError(f"x: expected (P={self.n_probes}, M, D={self.sizes[0]}), got {tuple(x.shape)}")
         for k in range(self.n_layers):
-            x = torch.baddbmm(getattr(self, f"bias{k}").unsqueeze(1), x, getattr(self, f"weight{k}"))
+            w, b = getattr(self, f"weight{k}"), getattr(self, f"bias{k}")
+            if out_order is not None and k == self.n_layers - 1:
+                w, b = w[..., out_order], b[..., out_order]
+            x = torch.baddbmm(b.unsqueeze(1), x, w)
             if k < self.n_layers - 1:
                 x = torch.relu(x)
         return x

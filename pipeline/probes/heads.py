@@ -48,6 +48,42 @@ def tokens_to_pixels(raw: Tensor, grid: tuple[int, int], patch_size: int) -> Ten
     return x.reshape(*lead, h * p, w * p, c)
 
 
+def pixel_major_order(channels: int, patch_size: int) -> Tensor:
+    """Permutation of DUSt3R's per-token outputs from (c, i, j) order to (i, j, c) order.
+
+    `raw[..., pixel_major_order(C, p)]` viewed as (..., p·p, C) holds pixel (i, j)'s C
+    channels at row i·p + j: each patch's pixels with channels last, without any copy of the
+    (large) outputs. The loss is a sum over pixels, so training never needs image layout.
+    """
+    c, ij = torch.meshgrid(torch.arange(channels), torch.arange(patch_size**2), indexing="ij")
+    return (c * patch_size**2 + ij).T.reshape(-1)
+
+
+def patches_to_pixels(patches: Tensor, grid: tuple[int, int]) -> Tensor:
+    """(..., N, p·p, C) pixel-major patches → (..., H, W, C) image layout."""
+    h, w = grid
+    *lead, n, pp, c = patches.shape
+    p = round(pp**0.5)
+    if n != h * w or p * p != pp:
+        raise ShapeError(
+            f"patches: expected (..., N={h * w}, p·p, C) for grid {grid}, got {tuple(patches.shape)}"
+        )
+    x = patches.reshape(*lead, h, w, p, p, c)
+    d = len(lead)
+    return x.permute(*range(d), d, d + 2, d + 1, d + 3, d + 4).reshape(*lead, h * p, w * p, c)
+
+
+def pixels_to_patches(pixels: Tensor, patch_size: int) -> Tensor:
+    """(..., H, W, C) image layout → (..., N, p·p, C), the inverse of `patches_to_pixels`."""
+    *lead, H, W, c = pixels.shape
+    p = patch_size
+    if H % p or W % p:
+        raise ShapeError(f"pixels: image size ({H}, {W}) is not a multiple of patch_size {p}")
+    x = pixels.reshape(*lead, H // p, p, W // p, p, c)
+    d = len(lead)
+    return x.permute(*range(d), d, d + 2, d + 1, d + 3, d + 4).reshape(*lead, (H // p) * (W // p), p * p, c)
+
+
 def pointmap_postprocess(raw: Tensor) -> tuple[Tensor, Tensor]:
     """DUSt3R's postprocess ('exp' depth mode, 'exp' confidence from 1).
 
@@ -59,7 +95,7 @@ def pointmap_postprocess(raw: Tensor) -> tuple[Tensor, Tensor]:
     """
     xyz = raw[..., :3]
     d = xyz.norm(dim=-1, keepdim=True)
-    return xyz / d.clamp(min=1e-8) * torch.expm1(d), 1 + raw[..., 3].exp()
+    return xyz * (torch.expm1(d) / d.clamp(min=1e-8)), 1 + raw[..., 3].exp()
 
 
 @dataclass(frozen=True)
@@ -92,7 +128,7 @@ class Head:
         return self.channels - 1
 
     def postprocess(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
-        """(..., H, W, channels) raw pixels → prediction (..., H, W, 3 or 1) and conf (..., H, W)."""
+        """(..., channels) raw pixels → prediction (..., 3 or 1) and conf (...), any pixel layout."""
         if self.name == "pointmap":
             return pointmap_postprocess(pixels)
         return self.beta * pixels[..., :1].exp(), 1 + pixels[..., 1].exp()

@@ -15,22 +15,17 @@ from torch import Tensor
 from pipeline.errors import ShapeError
 
 
-def _masked_norms(x: Tensor, valid: Tensor) -> Tensor:
-    """‖x‖ per pixel, 0 where not valid (and no NaN leaks from invalid ground truth)."""
-    return torch.where(valid, torch.where(valid[..., None], x, 0).norm(dim=-1), 0)
-
-
 def pair_scale(x: Tensor, valid: Tensor) -> Tensor:
     """Mean norm over the valid pixels of both views of each pair ('avg_dis').
 
     Args:
-        x: (..., B, V, H, W, C) points (C = 3) or depths (C = 1).
+        x: (..., B, V, H, W, C) points (C = 3) or depths (C = 1); finite where valid.
         valid: (B, V, H, W) ground-truth valid pixels.
 
     Returns:
         (..., B, 1, 1, 1, 1), clipped to >= 1e-8 so empty pairs stay finite.
     """
-    total = _masked_norms(x, valid).sum(dim=(-3, -2, -1))
+    total = torch.where(valid, x.norm(dim=-1), 0).sum(dim=(-3, -2, -1))
     count = valid.sum(dim=(-3, -2, -1))
     return (total / (count + 1e-8)).clamp(min=1e-8)[..., None, None, None, None]
 
@@ -63,10 +58,10 @@ def conf_regression_loss(
             f"valid {tuple(valid.shape)}"
         )
     valid = valid.bool()
-    gt = torch.where(valid[..., None], gt, 0)
-    pred_n = pred / pair_scale(pred, valid)
+    gt = torch.where(valid[..., None], gt, 0)  # NaN-free; no probe axis, so cheap
     gt_n = gt / pair_scale(gt, valid)
-    dist = _masked_norms(pred_n - gt_n, valid)
+    # pred / s_pred − gt_n in one pass over the (large) predictions
+    dist = torch.addcmul(-gt_n, pred, 1 / pair_scale(pred, valid)).norm(dim=-1)
     per_pixel = torch.where(valid, conf * dist - alpha * torch.log(conf), 0)
     per_view = per_pixel.sum(dim=(-4, -2, -1)) / valid.sum(dim=(0, 2, 3)).clamp(min=1)
     return per_view.sum(dim=-1)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from pipeline.errors import ConfigError, ShapeError, unknown_name_message
 from pipeline.probes.batched import BatchedMLP, layer_sizes, probe_seed
-from pipeline.probes.heads import Head, tokens_to_pixels
+from pipeline.probes.heads import Head, patches_to_pixels, pixel_major_order, pixels_to_patches
 from pipeline.probes.loss import conf_regression_loss
 
 VIEWS = (1, 2)
@@ -88,6 +88,7 @@ class ProbeSet(nn.Module):
             by_width.setdefault(int(width), []).append(loc)
         self.group_locations = {f"d{w}": locs for w, locs in by_width.items()}
         heads = ("shared",) if spec.shared_views else VIEWS
+        self.register_buffer("out_order", pixel_major_order(spec.head.channels, p), persistent=False)
         self.groups = nn.ModuleDict(
             {
                 f"d{w}": BatchedMLP(
@@ -103,29 +104,29 @@ class ProbeSet(nn.Module):
         return 1 if self.spec.shared_views else len(VIEWS)
 
     def raw(self, acts: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Raw pixel outputs of each width group.
+        """Raw outputs of each width group, patch by patch, channels last.
 
         Args:
             acts: location → (B, V, N, D) tokens of both views; extra locations are ignored.
 
         Returns:
-            group → (L_g, B, V, H, W, C) in `group_locations[group]` order.
+            group → (L_g, B, V, N, p·p, C) in `group_locations[group]` order; pixel (i, j) of
+            patch n is row i·p + j (see `heads.pixel_major_order`).
         """
         missing = [loc for loc in self.spec.locations if loc not in acts]
         if missing:
             raise ShapeError(unknown_name_message("location in acts", missing[0], acts))
+        n = self.spec.grid[0] * self.spec.grid[1]
         out = {}
         for key, locs in self.group_locations.items():
             x = torch.stack([acts[loc].transpose(0, 1).float() for loc in locs])  # (L, V, B, N, D)
             L, V, B, N, D = x.shape
-            if V != len(VIEWS) or N != self.spec.grid[0] * self.spec.grid[1]:
+            if V != len(VIEWS) or N != n:
                 raise ShapeError(
-                    f"acts['{locs[0]}']: expected (B, V=2, N={self.spec.grid[0] * self.spec.grid[1]}, D), "
-                    f"got {tuple(acts[locs[0]].shape)}"
+                    f"acts['{locs[0]}']: expected (B, V=2, N={n}, D), got {tuple(acts[locs[0]].shape)}"
                 )
-            y = self.groups[key](x.reshape(L * self.views_per_probe, -1, D))
-            y = y.reshape(L, V, B, N, -1).transpose(1, 2)  # (L, B, V, N, K)
-            out[key] = tokens_to_pixels(y, self.spec.grid, self.spec.patch_size)
+            y = self.groups[key](x.reshape(L * self.views_per_probe, -1, D), self.out_order.to(x.device))
+            out[key] = y.reshape(L, V, B, N, -1, self.spec.head.channels).transpose(1, 2)
         return out
 
     def forward(self, acts: Mapping[str, Tensor]) -> dict[str, dict[str, Tensor]]:
@@ -143,8 +144,8 @@ class ProbeSet(nn.Module):
             torch.Size([2, 2, 224, 224, 3])
         """
         out = {}
-        for key, pixels in self.raw(acts).items():
-            pred, conf = self.spec.head.postprocess(pixels)
+        for key, patches in self.raw(acts).items():
+            pred, conf = self.spec.head.postprocess(patches_to_pixels(patches, self.spec.grid))
             for i, loc in enumerate(self.group_locations[key]):
                 out[loc] = {"pred": pred[i], "conf": conf[i]}
         return {loc: out[loc] for loc in self.spec.locations}
@@ -152,15 +153,21 @@ class ProbeSet(nn.Module):
     def losses(self, acts: Mapping[str, Tensor], target: Tensor, valid: Tensor, *, alpha: float) -> Tensor:
         """(L,) training loss of every location's probe, in `spec.locations` order.
 
+        Computed patch by patch (the loss sums over pixels, so no image-layout copy of the
+        outputs is made); the targets are rearranged instead, once, without the probe axis.
+
         Args:
             acts: location → (B, V, N, D).
             target: (B, V, H, W, 3) GT pointmaps in view 1's frame, or (B, V, H, W, 1) depth.
             valid: (B, V, H, W) bool.
             alpha: confidence regulariser weight.
         """
+        p = self.spec.patch_size
+        target = pixels_to_patches(target, p)  # (B, V, N, p·p, C)
+        valid = pixels_to_patches(valid[..., None], p)[..., 0]
         per_loc = {}
-        for key, pixels in self.raw(acts).items():
-            pred, conf = self.spec.head.postprocess(pixels)
+        for key, patches in self.raw(acts).items():
+            pred, conf = self.spec.head.postprocess(patches)
             for loc, loss in zip(
                 self.group_locations[key],
                 conf_regression_loss(pred, conf, target, valid, alpha=alpha),
