@@ -9,7 +9,14 @@ import torch
 from einops import rearrange
 
 from pipeline.errors import ConfigError, ShapeError
-from pipeline.probes.heads import Head, pointmap_postprocess, tokens_to_pixels
+from pipeline.probes.heads import (
+    Head,
+    patches_to_pixels,
+    pixel_major_order,
+    pixels_to_patches,
+    pointmap_postprocess,
+    tokens_to_pixels,
+)
 from pipeline.probes.probeset import ProbeSet, ProbeSpec
 
 
@@ -26,6 +33,17 @@ class TestTokensToPixels:
         pixels = tokens_to_pixels(raw, (2, 3), 4)
         assert pixels.shape == (8, 12, 4)
         assert pixels[4 + 1, 4 + 3, 2] == 1.0 and pixels.sum() == 1.0
+
+    def test_pixel_major_patches_give_the_same_image(self) -> None:
+        """The training path (permuted weights, patch layout) lays pixels out like DUSt3R."""
+        raw = torch.randn(3, 6, 4 * 16 * 16)
+        patches = raw[..., pixel_major_order(4, 16)].reshape(3, 6, 256, 4)
+        torch.testing.assert_close(
+            patches_to_pixels(patches, (2, 3)), tokens_to_pixels(raw, (2, 3), 16), rtol=0, atol=0
+        )
+        torch.testing.assert_close(
+            pixels_to_patches(patches_to_pixels(patches, (2, 3)), 16), patches, rtol=0, atol=0
+        )
 
     def test_rejects_a_token_count_that_does_not_fit_the_grid(self) -> None:
         with pytest.raises(ShapeError, match=r"N=6"):

@@ -50,7 +50,9 @@ def _rgb_renders(path: Path, n: int) -> np.ndarray:
     )
     rgb = g.integers(0, 256, (n, 2, 32, 32, 3), dtype=np.uint8)
     group["rgb"][:] = rgb
-    group["pts3d_view1"][:] = g.normal(size=(n, 2, 32, 32, 3)).astype(np.float32) + np.array([0, 0, 4], np.float32)
+    group["pts3d_view1"][:] = g.normal(size=(n, 2, 32, 32, 3)).astype(np.float32) + np.array(
+        [0, 0, 4], np.float32
+    )
     group["depth"][:] = 4.0
     group["valid"][:] = True
     group["status"][:] = 1
