@@ -44,14 +44,23 @@ def _prefer_plain(paths: list[Path]) -> Path:
     return sorted(paths, key=lambda p: (p.name.endswith(".basis.glb"), p.name))[0]
 
 
-def scenes_in(folder: Path, *, skip_dirs: tuple[str, ...] = ()) -> dict[str, Path]:
-    """Scene id → mesh path for the scenes directly in `folder` (files and sub-folders)."""
+def scenes_in(folder: Path, *, skip_dirs: tuple[str, ...] = (), require_mesh: bool = True) -> dict[str, Path]:
+    """Scene id → mesh path for the scenes directly in `folder` (files and sub-folders).
+
+    Args:
+        folder: a split folder, or the root when a split list file is used.
+        skip_dirs: sub-folder names that are not scenes (the split folders under the root).
+        require_mesh: raise for a sub-folder without a mesh. Off for the root, where
+            unrelated folders (HM3D's minival, caches) may sit next to the split list.
+    """
     by_id: dict[str, list[Path]] = {}
     for entry in sorted(folder.iterdir()):
         if _is_mesh(entry):
             by_id.setdefault(_stem(entry), []).append(entry)
         elif entry.is_dir() and entry.name not in skip_dirs and not entry.name.startswith("."):
             meshes = [p for p in entry.iterdir() if _is_mesh(p)]
+            if not meshes and not require_mesh:
+                continue
             if not meshes:
                 raise SceneError(
                     f"{entry}: scene folder has no .glb/.gltf/.ply/.obj mesh (*.semantic.* files are ignored)"
@@ -111,7 +120,7 @@ def folder_scenes(root: Path) -> list[tuple[str, str, Path]]:
     split_file = _split_file(root)
     if split_file is not None:
         found: dict[str, Path] = {}
-        _merge(found, scenes_in(root, skip_dirs=SPLITS))
+        _merge(found, scenes_in(root, skip_dirs=SPLITS, require_mesh=False))
         for split in split_dirs:
             _merge(found, scenes_in(root / split))
         out, seen = [], {}

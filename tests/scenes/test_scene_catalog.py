@@ -114,6 +114,7 @@ class TestHm3dLayout:
             load_scene(refs["00001-UVdNNRcVyV1"], seed=0)
 
     def test_split_file_overrides_folders(self, hm3d):
+        (hm3d / "minival" / "00800-TEEsavR23oF").mkdir(parents=True)  # unrelated folders are ignored
         (hm3d / "splits.yaml").write_text("train: [TEEsavR23oF, 00801-HaxA7YrQdEC]\ntest: [kfPV7w3FaU5]\n")
         refs = list_scenes(str(hm3d), n_scenes=None, seed=0)
         assert [(r.scene_id, r.split) for r in refs] == [
