@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.render.base import ViewRender
+from pipeline.render.camera import Camera
 from pipeline.render.raycast import RayCaster
 
 OCCLUSION_RTOL = 1e-4
@@ -40,7 +41,7 @@ def correspondences(
     idx = np.flatnonzero(src.valid.ravel())
     pts = src.pts_world.reshape(-1, 3)[idx]
     cam = dst.camera
-    uv, z = cam.project(pts)
+    uv, z = project(cam, pts)
     inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
     idx, pts, uv = idx[inside], pts[inside], uv[inside]
     hits = caster.cast(cam.center, pts - cam.center)
@@ -49,6 +50,21 @@ def correspondences(
     visible = hits.t >= 1.0 - rtol
     out[idx[visible]] = uv[visible]
     return out.reshape(H, W, 2)
+
+
+def project(camera: Camera, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`Camera.project` for (N, 3) points, as einsums: numpy's (N, 3) @ (3, 3) goes to
+    multithreaded OpenBLAS, whose spinning threads cost more than the work when every core
+    runs a render process.
+
+    Returns:
+        uv: (N, 2) pixel coordinates (pixel centres at +0.5); z: (N,) camera-frame depth.
+    """
+    w2c = camera.world_to_cam
+    pc = np.einsum("ij,nj->ni", w2c[:3, :3], points_world) + w2c[:3, 3]
+    uvw = np.einsum("ij,nj->ni", camera.K, pc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return uvw[:, :2] / uvw[:, 2:3], pc[:, 2]
 
 
 def overlap_fraction(corr_2to1: np.ndarray, valid2: np.ndarray) -> float:

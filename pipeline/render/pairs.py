@@ -187,7 +187,7 @@ def pair_from_views(renderer: Renderer, v1: ViewRender, v2: ViewRender) -> PairR
         rgb=np.stack([v1.rgb, v2.rgb]),
         depth=np.stack([v1.depth, v2.depth]),
         pts_world=pts_world,
-        pts_view1=pts_world @ w2c1[:3, :3].T + w2c1[:3, 3],
+        pts_view1=np.einsum("ij,vhwj->vhwi", w2c1[:3, :3], pts_world) + w2c1[:3, 3],
         valid=np.stack([v1.valid, v2.valid]),
         K=np.stack([v1.K, v2.K]),
         cam_to_world=np.stack([v1.cam_to_world, v2.cam_to_world]),

@@ -43,8 +43,7 @@ class SceneRenderer:
             The view's rgb, depth, world pointmap, valid mask and face ids, (H, W, ...).
         """
         H, W = camera.height, camera.width
-        origins, dirs = camera.pixel_rays()
-        hits = self.caster.cast(origins[0], dirs)
+        hits = self.caster.cast(camera.center, pixel_ray_dirs(camera))
         valid = hits.hit
         rgb = np.zeros((H * W, 3), np.uint8)
         if shade and valid.any():
@@ -58,3 +57,21 @@ class SceneRenderer:
             valid=valid.reshape(H, W),
             face=hits.face.reshape(H, W),
         )
+
+
+def pixel_ray_dirs(camera: Camera) -> np.ndarray:
+    """The directions of `Camera.pixel_rays`, computed without BLAS.
+
+    Same rays (pixel centres, camera-frame z = 1, row-major), but as elementwise products:
+    numpy's (H*W, 3) @ (3, 3) goes to multithreaded OpenBLAS, whose spinning threads cost
+    several times the work itself when every core already runs a render process.
+
+    Returns:
+        (H*W, 3) float64 world directions, camera-frame z component 1.
+    """
+    j, i = np.meshgrid(np.arange(camera.width) + 0.5, np.arange(camera.height) + 0.5)
+    K_inv = np.linalg.inv(camera.K)
+    d = [K_inv[r, 0] * j.ravel() + K_inv[r, 1] * i.ravel() + K_inv[r, 2] for r in range(3)]
+    d = [d[0] / d[2], d[1] / d[2], np.ones_like(d[2])]
+    R = camera.cam_to_world[:3, :3]
+    return np.stack([R[r, 0] * d[0] + R[r, 1] * d[1] + R[r, 2] for r in range(3)], axis=1)

@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.render.camera import Camera, look_at
 from pipeline.render.pairs import pair_from_views, render_view
+from pipeline.render.renderer import pixel_ray_dirs
 from tests.render.conftest import ROOM
 
 UP = np.array([0.0, 0.0, 1.0])
@@ -86,3 +87,12 @@ def test_misses_are_invalid_with_zero_depth_and_nan_points(empty_room):
     assert (view.depth[~view.valid] == 0).all() and np.isnan(view.pts_world[~view.valid]).all()
     assert (view.rgb[~view.valid] == 0).all() and (view.face[~view.valid] == -1).all()
     np.testing.assert_allclose(view.depth[view.valid], 0.8, atol=1e-12)
+
+
+@pytest.mark.parametrize(("eye", "target", "H", "W", "fov"), CAMERAS)
+def test_renderer_rays_are_the_camera_rays(eye, target, H, W, fov):
+    cam = Camera.from_fov(fov, W, H, look_at(np.array(eye), np.array(target), UP))
+    K = cam.K.copy()
+    K[0, 1], K[1, 2] = 0.7, K[1, 2] + 3.2  # skew and an off-centre principal point too
+    cam = Camera(K=K, cam_to_world=cam.cam_to_world, width=W, height=H)
+    np.testing.assert_allclose(pixel_ray_dirs(cam), cam.pixel_rays()[1], rtol=0, atol=1e-13)
