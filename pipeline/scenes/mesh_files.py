@@ -22,6 +22,16 @@ from pipeline.scenes.base import Scene, TexturedMesh
 from pipeline.scenes.gltf_checks import check_gltf_textures, textured_materials
 from pipeline.scenes.layout import MESH_SUFFIXES
 
+# World up by format, since only glTF defines one: glTF is y-up by spec (HM3D included;
+# habitat-sim's HM3D stage config says up [0, 1, 0]); obj follows the y-up convention of
+# the modelling tools that write it; ply is mostly scanner output, which is z-up.
+UP_BY_SUFFIX = {
+    ".glb": (0.0, 1.0, 0.0),
+    ".gltf": (0.0, 1.0, 0.0),
+    ".obj": (0.0, 1.0, 0.0),
+    ".ply": (0.0, 0.0, 1.0),
+}
+
 
 def _mtl_textured_materials(obj_path: Path) -> set[str]:
     """Names of the .mtl materials with a diffuse map (map_Kd), for the lost-texture check."""
@@ -102,6 +112,9 @@ def _meshes(loaded: trimesh.Scene, path: Path, expect_texture: set[str]) -> list
 def load_mesh_scene(path: Path, *, scene_id: str | None = None, split: str = "train") -> Scene:
     """Read a .glb, .gltf, .ply or .obj file as a Scene in the file's own world frame.
 
+    The scene's `up` is the format's convention (`UP_BY_SUFFIX`): y for glTF and obj, z
+    for ply.
+
     Args:
         path: the mesh file; an .obj's .mtl and images are looked up beside it.
         scene_id: defaults to the file name without suffix.
@@ -140,15 +153,28 @@ def load_mesh_scene(path: Path, *, scene_id: str | None = None, split: str = "tr
         split=split,
         meshes=tuple(meshes),
         source=str(path),
+        up=UP_BY_SUFFIX[suffix],
     )
+
+
+def _rotation_to_y(up: np.ndarray) -> np.ndarray:
+    """(4, 4) smallest rotation taking `up` to +y (z-up → y-up maps y to -z, as Blender does)."""
+    up = up / np.linalg.norm(up)
+    axis = np.cross(up, [0.0, 1.0, 0.0])
+    if np.linalg.norm(axis) < 1e-12:  # already +y, or -y: turn half-way round x
+        axis = np.array([1.0, 0.0, 0.0])
+    return trimesh.transformations.rotation_matrix(np.arccos(np.clip(up[1], -1, 1)), axis)
 
 
 def export_glb(scene: Scene, path: Path) -> None:
     """Write a Scene as a binary glTF: one node per mesh, PNG base-colour textures, REPEAT wrap.
 
-    Textures are lossless and baseColorFactor is white, so `load_mesh_scene` gives back the
-    same vertices (to float32 precision), faces, uv and texels.
+    glTF is y-up, so each node carries the rotation taking `scene.up` to +y: viewers show
+    the scene upright and `load_mesh_scene` gives back the vertices rotated by it (to
+    float32 precision), with up = (0, 1, 0) and the same faces, uv and texels (lossless
+    PNG, white baseColorFactor).
     """
+    to_y_up = _rotation_to_y(np.asarray(scene.up, np.float64))
     out = trimesh.Scene()
     for mesh in scene.meshes:
         geom = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
@@ -166,5 +192,5 @@ def export_glb(scene: Scene, path: Path) -> None:
         else:
             material = PBRMaterial(name=mesh.name, baseColorFactor=[*mesh.base_color.tolist(), 255])
             geom.visual = trimesh.visual.TextureVisuals(material=material)
-        out.add_geometry(geom, geom_name=mesh.name, node_name=mesh.name)
+        out.add_geometry(geom, geom_name=mesh.name, node_name=mesh.name, transform=to_y_up)
     Path(path).write_bytes(out.export(file_type="glb"))

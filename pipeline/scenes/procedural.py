@@ -214,6 +214,7 @@ def generate_room(seed: int, index: int, *, split: str = "train", scene_id: str 
         split=split,
         meshes=tuple(meshes),
         source=f"procedural:seed={seed},index={index},shape={shape}",
+        up=(0.0, 0.0, 1.0),
     )
 
 

@@ -21,9 +21,11 @@ class TestGlb:
         room = generate_room(3, 1)
         export_glb(room, tmp_path / "room.glb")
         back = load_mesh_scene(tmp_path / "room.glb", scene_id=room.scene_id)
+        assert room.up == (0, 0, 1) and back.up == (0, 1, 0)  # the file is y-up, as glTF requires
+        z_up_to_y_up = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]])
         assert [m.name for m in back.meshes] == [m.name for m in room.meshes]
         for a, b in zip(room.meshes, back.meshes, strict=True):
-            np.testing.assert_allclose(b.vertices, a.vertices, atol=1e-5)  # float32 in the file
+            np.testing.assert_allclose(b.vertices, a.vertices @ z_up_to_y_up.T, atol=1e-5)  # float32 in file
             np.testing.assert_array_equal(b.faces, a.faces)
             np.testing.assert_allclose(b.uv, a.uv, atol=1e-5)
             np.testing.assert_array_equal(b.texture, a.texture)
@@ -37,6 +39,7 @@ class TestGlb:
             tmp_path / "two.glb", [(gradient_image, "a", move, WHITE), (other, "b", turn, WHITE)]
         )
         scene = load_mesh_scene(path)
+        assert scene.up == (0, 1, 0)  # glTF is y-up
         a, b = scene.meshes
         np.testing.assert_allclose(a.vertices, [[2, 0, 5], [3, 0, 5], [3, 1, 5], [2, 1, 5]], atol=1e-6)
         np.testing.assert_allclose(b.vertices, [[0, 0, 0], [0, 1, 0], [-1, 1, 0], [-1, 0, 0]], atol=1e-6)
@@ -106,8 +109,9 @@ class TestPly:
         colours = np.random.default_rng(0).integers(0, 256, (len(box.vertices), 3), dtype=np.uint8)
         box.visual.vertex_colors = np.c_[colours, np.full(len(colours), 255, np.uint8)]
         box.export(tmp_path / "box.ply")
-        mesh = load_mesh_scene(tmp_path / "box.ply").meshes[0]
-        assert mesh.texture is None
+        scene = load_mesh_scene(tmp_path / "box.ply")
+        mesh = scene.meshes[0]
+        assert mesh.texture is None and scene.up == (0, 0, 1)  # ply: scanner convention
         order = [int(np.argmin(np.linalg.norm(box.vertices - v, axis=1))) for v in mesh.vertices]
         np.testing.assert_array_equal(mesh.vertex_colors, colours[order])
 
