@@ -1,0 +1,1 @@
+"""The paper's metrics: pointmap errors, depth, correspondence from attention, registers, statistics."""
