@@ -1,0 +1,1 @@
+"""See it: static figures, self-contained HTML viewers (4D pointmaps, attention) and the report."""
