@@ -45,17 +45,17 @@ def bootstrap_mean(
     n = finite.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = x.sum(0) / n
-        low = high = np.full(values.shape[1], np.nan)
-        P = values.shape[0]
-        if n_boot > 0 and P > 0:
+        low, high = np.full(values.shape[1], np.nan), np.full(values.shape[1], np.nan)
+        cols = n > 0
+        if n_boot > 0 and cols.any():
+            P = values.shape[0]
             rng = np.random.default_rng(seed)
-            counts = np.stack(
-                [np.bincount(rng.integers(0, P, P), minlength=P) for _ in range(n_boot)]
-            ).astype(np.float64)  # (n_boot, P)
-            boot = (counts @ x) / (counts @ finite.astype(np.float64))  # (n_boot, M)
+            draws = [np.bincount(rng.integers(0, P, P), minlength=P) for _ in range(n_boot)]
+            counts = np.stack(draws).astype(np.float64)  # (n_boot, P)
+            boot = (counts @ x[:, cols]) / (counts @ finite[:, cols].astype(np.float64))  # (n_boot, M')
             tail = (1 - confidence) / 2 * 100
-            low, high = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
-    return {"mean": mean, "low": np.where(n > 0, low, np.nan), "high": np.where(n > 0, high, np.nan), "n": n}
+            low[cols], high[cols] = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
+    return {"mean": mean, "low": low, "high": high, "n": n}
 
 
 def binned_means(

@@ -18,19 +18,24 @@ from pipeline.metrics.pointmap import ssi_point_errors
 from pipeline.probing.locations import SUBLAYERS, block_name
 
 
-def weighted_procrustes(pred: Tensor, gt: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+def weighted_procrustes(
+    pred: Tensor, gt: Tensor, weights: Tensor, *, with_scale: bool = False
+) -> tuple[Tensor, Tensor]:
     """Rotation and translation minimising sum_i w_i ||R p_i + t - g_i||^2 (closed form, SVD).
 
     Solved in float64. The reflection fix (det R = +1) keeps R a rotation even when a
-    mirrored fit would be closer.
+    mirrored fit would be closer. With `with_scale`, a scale s is fitted too (Umeyama's
+    similarity, min sum_i w_i ||s R p_i + t - g_i||^2) and folded into the returned matrix.
 
     Args:
         pred: (..., n, 3) points to move.
         gt: (n, 3) target points.
         weights: (..., n) non-negative weights (the probe's confidences of view 2).
+        with_scale: also fit a scale (not in the paper, which fits a rigid motion).
 
     Returns:
-        R: (..., 3, 3) rotation, and t: (..., 3), so that aligned = pred @ R^T + t.
+        M: (..., 3, 3) the rotation (times s with `with_scale`), and t: (..., 3), so that
+        aligned = pred @ M^T + t.
 
     Example:
         >>> R, t = weighted_procrustes(torch.rand(2, 50, 3), torch.rand(50, 3), torch.ones(2, 50))
@@ -49,31 +54,38 @@ def weighted_procrustes(pred: Tensor, gt: Tensor, weights: Tensor) -> tuple[Tens
     cov = ((p - mu_p[..., None, :]) * w[..., None]).transpose(-1, -2) @ (
         g - mu_g[..., None, :]
     )  # (..., 3, 3)
-    u, _, vh = torch.linalg.svd(cov)
+    u, sigma, vh = torch.linalg.svd(cov)
     d = torch.sign(torch.linalg.det(vh.transpose(-1, -2) @ u.transpose(-1, -2)))
-    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
-    rot = vh.transpose(-1, -2) @ fix @ u.transpose(-1, -2)
+    signs = torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1)
+    rot = vh.transpose(-1, -2) @ torch.diag_embed(signs) @ u.transpose(-1, -2)
+    if with_scale:
+        var_p = (w * (p - mu_p[..., None, :]).square().sum(-1)).sum(-1)
+        scale = (sigma * signs).sum(-1) / var_p.clamp(min=torch.finfo(var_p.dtype).tiny)
+        rot = rot * scale[..., None, None]
     t = mu_g - (rot @ mu_p[..., None])[..., 0]
     return rot.to(pred.dtype), t.to(pred.dtype)
 
 
-def procrustes_point_errors(pred: Tensor, gt: Tensor, conf: Tensor) -> Tensor:
+def procrustes_point_errors(pred: Tensor, gt: Tensor, conf: Tensor, *, with_scale: bool = False) -> Tensor:
     """Per-point E.2 error: confidence-weighted rigid alignment, then E.1 on these points alone.
 
     Args:
         pred: (..., n, 3) predicted view-2 points (view 1's frame, any scale).
         gt: (n, 3) ground-truth view-2 points, metres.
         conf: (..., n) the prediction's confidences, the Procrustes weights.
+        with_scale: fit a similarity instead of a rigid motion (see `weighted_procrustes`).
 
     Returns:
         (..., n) error per point, metres.
     """
-    rot, t = weighted_procrustes(pred, gt, conf)
+    rot, t = weighted_procrustes(pred, gt, conf, with_scale=with_scale)
     aligned = pred @ rot.transpose(-1, -2) + t[..., None, :]
     return ssi_point_errors(aligned, gt)
 
 
-def procrustes_view2_error(pred: Tensor, conf: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
+def procrustes_view2_error(
+    pred: Tensor, conf: Tensor, gt: Tensor, valid: Tensor, *, with_scale: bool = False
+) -> Tensor:
     """Mean Procrustes-aligned view-2 error of one pair (E.2).
 
     Args:
@@ -81,6 +93,9 @@ def procrustes_view2_error(pred: Tensor, conf: Tensor, gt: Tensor, valid: Tensor
         conf: (..., V, H, W) predicted confidences.
         gt: (V, H, W, 3) ground truth in view 1's camera frame, metres.
         valid: (V, H, W) bool.
+        with_scale: fit a similarity instead of the paper's rigid motion. A rigid fit of
+            points of another scale leaves an offset that E.1 does not forgive (it forgives
+            depth shift and scale only), so this matters for probes whose scale is free.
 
     Returns:
         (...) mean error over view 2's valid pixels, metres; NaN when it has fewer than 3.
@@ -89,7 +104,9 @@ def procrustes_view2_error(pred: Tensor, conf: Tensor, gt: Tensor, valid: Tensor
     if int(mask.sum()) < 3:
         return torch.full(pred.shape[:-4], torch.nan, dtype=pred.dtype, device=pred.device)
     p2 = pred[..., 1, :, :, :][..., mask, :]
-    return procrustes_point_errors(p2, gt[1][mask], conf[..., 1, :, :][..., mask]).mean(-1)
+    return procrustes_point_errors(
+        p2, gt[1][mask], conf[..., 1, :, :][..., mask], with_scale=with_scale
+    ).mean(-1)
 
 
 def previous_location(block: int, sublayer: str) -> str:

@@ -1,0 +1,116 @@
+"""E.2: weighted Procrustes against scipy, invariance to a rigid move, sublayer contributions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import orthogonal_procrustes
+from scipy.spatial.transform import Rotation
+
+from pipeline.errors import ConfigError
+from pipeline.metrics.pointmap import ssi_point_errors
+from pipeline.metrics.procrustes import (
+    procrustes_point_errors,
+    procrustes_view2_error,
+    sublayer_contributions,
+    weighted_procrustes,
+)
+
+
+def scipy_weighted_fit(p: np.ndarray, g: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R, t minimising sum w ||R p + t - g||^2 via scipy's orthogonal_procrustes on sqrt(w)-scaled rows."""
+    w = w / w.sum()
+    mu_p, mu_g = w @ p, w @ g
+    sw = np.sqrt(w)[:, None]
+    r_t, _ = orthogonal_procrustes(sw * (p - mu_p), sw * (g - mu_g))  # (p - mu_p) @ r_t ~ g - mu_g
+    rot = r_t.T
+    return rot, mu_g - rot @ mu_p
+
+
+class TestWeightedProcrustes:
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    def test_matches_scipy_with_weights(self, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        p = rng.normal(size=(200, 3))
+        true_r = Rotation.random(random_state=seed).as_matrix()
+        g = p @ true_r.T + rng.normal(size=3) + 0.3 * rng.normal(size=(200, 3))
+        w = rng.uniform(1, 5, size=200)
+        rot, t = weighted_procrustes(torch.from_numpy(p), torch.from_numpy(g), torch.from_numpy(w))
+        ref_r, ref_t = scipy_weighted_fit(p, g, w)
+        assert np.linalg.det(ref_r) > 0  # noise small enough that scipy's fit is a rotation
+        np.testing.assert_allclose(rot.numpy(), ref_r, atol=1e-10)
+        np.testing.assert_allclose(t.numpy(), ref_t, atol=1e-10)
+        aligned = p @ ref_r.T + ref_t
+        ref_err = ssi_point_errors(torch.from_numpy(aligned), torch.from_numpy(g)).numpy()
+        err = procrustes_point_errors(torch.from_numpy(p), torch.from_numpy(g), torch.from_numpy(w)).numpy()
+        np.testing.assert_allclose(err, ref_err, atol=1e-10)
+
+    def test_similarity_matches_umeyama_on_exact_data(self) -> None:
+        rng = np.random.default_rng(5)
+        p = rng.normal(size=(60, 3))
+        true_r = Rotation.random(random_state=5).as_matrix()
+        g = 2.5 * p @ true_r.T + np.array([1.0, 2.0, 3.0])
+        m, t = weighted_procrustes(
+            torch.from_numpy(p), torch.from_numpy(g), torch.from_numpy(rng.uniform(1, 2, 60)), with_scale=True
+        )
+        np.testing.assert_allclose(m.numpy(), 2.5 * true_r, atol=1e-10)
+        np.testing.assert_allclose(t.numpy(), [1.0, 2.0, 3.0], atol=1e-10)
+
+    def test_weights_matter(self) -> None:
+        rng = np.random.default_rng(4)
+        p = torch.from_numpy(rng.normal(size=(100, 3)))
+        g = p + torch.from_numpy(rng.normal(size=(100, 3)))
+        w = torch.from_numpy(rng.uniform(0.1, 10, size=100))
+        r1, _ = weighted_procrustes(p, g, w)
+        r2, _ = weighted_procrustes(p, g, torch.ones(100, dtype=torch.float64))
+        assert (r1 - r2).abs().max() > 1e-3
+
+    def test_reflection_is_never_returned(self) -> None:
+        p = torch.randn(50, 3, dtype=torch.float64)
+        g = p * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)  # a mirror image
+        rot, _ = weighted_procrustes(p, g, torch.ones(50, dtype=torch.float64))
+        assert torch.linalg.det(rot) == pytest.approx(1.0)
+
+    def test_batched_leading_dims(self) -> None:
+        p = torch.randn(4, 2, 30, 3)
+        rot, t = weighted_procrustes(p, torch.randn(30, 3), torch.rand(4, 2, 30))
+        assert rot.shape == (4, 2, 3, 3) and t.shape == (4, 2, 3)
+
+
+class TestView2Error:
+    def test_zero_for_a_rigidly_moved_and_scaled_view2(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        gt = torch.rand(2, 8, 8, 3, generator=g, dtype=torch.float64) + torch.tensor(
+            [0, 0, 2.0], dtype=torch.float64
+        )
+        valid = torch.rand(2, 8, 8, generator=g) > 0.1
+        rot = torch.from_numpy(Rotation.from_euler("xyz", [20, -35, 60], degrees=True).as_matrix())
+        pred = gt @ rot.T + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+        pred[0] = 99.0  # view 1 is discarded
+        conf = torch.rand(2, 8, 8, generator=g, dtype=torch.float64) + 1
+        assert float(procrustes_view2_error(pred, conf, gt, valid)) == pytest.approx(0.0, abs=1e-10)
+        # the paper's rigid fit leaves an x/y offset for points of another scale; a similarity fit does not
+        assert float(procrustes_view2_error(3 * pred, conf, gt, valid)) > 1e-3
+        scaled = procrustes_view2_error(3 * pred, conf, gt, valid, with_scale=True)
+        assert float(scaled) == pytest.approx(0.0, abs=1e-10)
+
+    def test_too_few_points_give_nan(self) -> None:
+        gt = torch.rand(2, 4, 4, 3)
+        valid = torch.zeros(2, 4, 4, dtype=torch.bool)
+        assert torch.isnan(procrustes_view2_error(gt, torch.ones(2, 4, 4), gt, valid))
+
+
+class TestContributions:
+    def test_by_hand(self) -> None:
+        errors = {"dec_in": 1.0, "b00.self": 0.5, "b00.cross": 0.6, "b00.mlp": 0.6, "b01.self": 0.2}
+        errors |= {"b01.cross": 0.3, "b01.mlp": 0.4}
+        out = sublayer_contributions(errors, 2)
+        assert out["per_block"]["b00.self"] == pytest.approx(-0.5)
+        assert out["per_block"]["b01.self"] == pytest.approx(-0.4)
+        assert out["total"] == pytest.approx({"self": -0.9, "cross": 0.2, "mlp": 0.1})
+        assert sum(out["total"].values()) == pytest.approx((errors["b01.mlp"] - 1.0) / 1.0)
+
+    def test_missing_location(self) -> None:
+        with pytest.raises(ConfigError, match="missing"):
+            sublayer_contributions({"dec_in": 1.0}, 1)
