@@ -43,6 +43,10 @@ class CheckpointError(Probe3rError, ValueError):
     """A model checkpoint is not what it claims to be."""
 
 
+class DependencyError(Probe3rError, ImportError):
+    """An optional dependency (e.g. habitat-sim) is needed and not installed; says how to install it."""
+
+
 def unknown_name_message(kind: str, name: str, valid: Iterable[str], *, limit: int = 12) -> str:
     """Build "Unknown <kind> 'x'. Did you mean 'y'? Valid: a, b, ..." for any name lookup.
 

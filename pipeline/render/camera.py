@@ -5,6 +5,9 @@ Conventions (used by every module that touches geometry):
 - pixel (u, v) = (column, row); the centre of pixel (i, j) (row i, col j) is at
   u = j + 0.5, v = i + 0.5, so a ray through pixel centres uses those coordinates with K.
 - `cam_to_world` maps camera coordinates to world coordinates: X_w = R X_c + t.
+
+Small (N, 3) x (3, 3) products use einsum rather than `@`: numpy sends `@` to a
+multithreaded BLAS whose threads fight the render workers for the cores.
 """
 
 from __future__ import annotations
@@ -69,9 +72,9 @@ class Camera:
         """
         j, i = np.meshgrid(np.arange(self.width) + 0.5, np.arange(self.height) + 0.5)
         pix = np.stack([j.ravel(), i.ravel(), np.ones(j.size)], axis=1)
-        dirs_cam = pix @ np.linalg.inv(self.K).T
+        dirs_cam = np.einsum("ij,nj->ni", np.linalg.inv(self.K), pix)
         dirs_cam /= dirs_cam[:, 2:3]
-        dirs_world = dirs_cam @ self.cam_to_world[:3, :3].T
+        dirs_world = np.einsum("ij,nj->ni", self.cam_to_world[:3, :3], dirs_cam)
         origins = np.broadcast_to(self.center, dirs_world.shape).copy()
         return origins, dirs_world
 
@@ -86,10 +89,10 @@ class Camera:
             z: (...) camera-frame depth; points with z <= 0 are behind the camera.
         """
         w2c = self.world_to_cam
-        pc = points_world @ w2c[:3, :3].T + w2c[:3, 3]
+        pc = np.einsum("ij,...j->...i", w2c[:3, :3], points_world) + w2c[:3, 3]
         z = pc[..., 2]
         with np.errstate(divide="ignore", invalid="ignore"):
-            uvw = pc @ self.K.T
+            uvw = np.einsum("ij,...j->...i", self.K, pc)
             uv = uvw[..., :2] / uvw[..., 2:3]
         return uv, z
 

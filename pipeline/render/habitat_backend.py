@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DependencyError
 from pipeline.render.base import ViewRender
 from pipeline.render.camera import Camera
 from pipeline.render.raycast import RayCaster
@@ -46,7 +46,7 @@ class HabitatRenderer:
         try:
             import habitat_sim
         except ImportError as err:
-            raise ConfigError(
+            raise DependencyError(
                 f"render backend 'habitat' for scene '{scene.scene_id}': {INSTALL_HINT}"
             ) from err
         if not scene.source.endswith(".glb"):

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from pipeline.errors import ConfigError, Probe3rError
+from pipeline.errors import ConfigError, DependencyError, Probe3rError
 from pipeline.render.demo_scenes import box_room
 from pipeline.render.habitat_backend import HabitatRenderer
 from pipeline.render.pairs import prepare_scene
@@ -30,12 +30,12 @@ def scene() -> Scene:
 def test_constructing_without_habitat_sim_says_how_to_install():
     with pytest.raises(Probe3rError) as err:
         HabitatRenderer(scene())
-    assert isinstance(err.value, ConfigError)
+    assert isinstance(err.value, DependencyError) and isinstance(err.value, ImportError)
     assert str(err.value) == MESSAGE
 
 
 def test_prepare_scene_with_habitat_backend():
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(DependencyError) as err:
         prepare_scene(scene(), backend="habitat")
     assert str(err.value) == MESSAGE
 
