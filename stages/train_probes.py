@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from pipeline.jobs.extract_model import ModelRunner
+from pipeline.jobs.extract_params import ExtractParams
 from pipeline.jobs.train_probes import TrainProbesParams, run_train_probes
 from pipeline.params import apply_overrides, load_section
 
@@ -31,33 +33,48 @@ def train_probes(
     curves: Annotated[
         Path, typer.Option(help="Folder for the loss curves (CSV per step) and final validation losses.")
     ] = Path("metrics/train_probes"),
-    location: Annotated[
+    locations: Annotated[
         list[str] | None,
-        typer.Option(help="Location to probe (repeat for several); overrides train_probes.locations."),
+        typer.Option(
+            help="A location to probe, e.g. b03.cross (repeatable); overrides train_probes.locations."
+        ),
     ] = None,
-    kind: Annotated[
+    kinds: Annotated[
         list[str] | None,
-        typer.Option(help="Probe kind, mlp or linear (repeatable); overrides train_probes.kinds."),
+        typer.Option(help="A probe kind, mlp or linear (repeatable); overrides train_probes.kinds."),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimiser steps; overrides train_probes.steps.")] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Pairs per step; overrides train_probes.batch_size.")
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda; overrides base.device.")] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            help="Train from the model's forward pass (the `extract:` section's model) instead of --features."
+        ),
+    ] = False,
 ) -> None:
     """Train the probes of every requested location and kind together, from one pass over the store.
 
     Resumable: a killed run restarts from out/checkpoint.pt with the same data order.
+    With --live, activations come from running the model on the renders (no features store).
     """
     values = apply_overrides(
         load_section(params, "train_probes", base_keys=("seed", "device")),
-        locations=tuple(location) if location else None,
-        kinds=tuple(kind) if kind else None,
+        locations=tuple(locations) if locations else None,
+        kinds=tuple(kinds) if kinds else None,
         steps=steps,
         batch_size=batch_size,
         device=device,
     )
-    val = run_train_probes(features, renders, out, TrainProbesParams.from_dict(values), curves_dir=curves)
+    model = None
+    if live:
+        extract = load_section(params, "extract", base_keys=("seed", "device"))
+        model = ModelRunner.from_params(ExtractParams.from_dict(extract)).model
+    val = run_train_probes(
+        features, renders, out, TrainProbesParams.from_dict(values), curves_dir=curves, model=model
+    )
     for name, losses in val.items():
         if losses:
             best = min(losses, key=losses.get)

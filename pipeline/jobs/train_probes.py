@@ -15,15 +15,18 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import torch
+from torch import nn
 
 from pipeline.errors import ConfigError
-from pipeline.probes.batches import BatchSource, ProbeSource
+from pipeline.jobs.extract_model import pick_device
+from pipeline.probes.batches import ProbeSource
 from pipeline.probes.files import save_probes
 from pipeline.probes.heads import Head
+from pipeline.probes.live import LiveSource
 from pipeline.probes.probeset import ProbeSet, ProbeSpec
 from pipeline.probes.store_source import StoreSource
 from pipeline.probes.trainer import TrainConfig, train
+from pipeline.probing.locations import residual_locations
 from pipeline.store.writer import open_store
 
 log = logging.getLogger(__name__)
@@ -81,12 +84,6 @@ class TrainProbesParams:
         return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_sets(
     params: TrainProbesParams, widths: dict[str, int], grid: tuple[int, int], patch_size: int
 ) -> dict[str, ProbeSet]:
@@ -125,33 +122,42 @@ def run_train_probes(
     params: TrainProbesParams,
     *,
     curves_dir: Path,
-    source: ProbeSource | None = None,
-    val_source: BatchSource | None = None,
+    model: nn.Module | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train every probe set and write `out/<set>/{probes.safetensors,config.json}`.
 
     Args:
-        features: the features store (ignored when `source` is given, e.g. a LiveSource).
-        renders: the renders store the targets come from.
+        features: the features store (unused in live mode).
+        renders: the renders store the targets (and, live, the images) come from.
         out: folder of the probe sets; `out/checkpoint.pt` while training.
         params: kinds, locations, architecture and budget.
         curves_dir: where train_loss.csv, val_loss.csv and val_loss.json go.
-        source, val_source: batch sources to use instead of the store (live mode).
+        model: a `Dust3r` to train from live, tuned-lens style, instead of the store;
+            "all" locations then means the model's residual-stream locations.
         progress: show a progress bar.
 
     Returns:
         set name → location → final validation loss.
     """
     cfg = params.train_config()
-    if source is None:
+    common = {"batch_size": cfg.batch_size, "seed": cfg.seed}
+    if model is None:
         locs = store_locations(features, params.locations)
-        common = {"batch_size": cfg.batch_size, "seed": cfg.seed, "prefetch": params.prefetch}
-        source = StoreSource(features, renders, locs, splits=params.train_splits, **common)
-        val_source = StoreSource(features, renders, locs, splits=params.val_splits, **common)
-        if len(val_source.pairs) == 0:
-            log.warning("no extracted pairs in splits %s: skipping validation", list(params.val_splits))
-            val_source = None
+
+        def make(splits: tuple[str, ...]) -> ProbeSource:
+            return StoreSource(features, renders, locs, splits=splits, prefetch=params.prefetch, **common)
+    else:
+        depth = model.config.dec_depth
+        locs = residual_locations(depth) if params.locations == "all" else list(params.locations)
+
+        def make(splits: tuple[str, ...]) -> ProbeSource:
+            return LiveSource(model, renders, locs, splits=splits, **common)
+
+    source, val_source = make(params.train_splits), make(params.val_splits)
+    if len(val_source.pairs) == 0:
+        log.warning("no pairs in splits %s: skipping validation", list(params.val_splits))
+        val_source = None
     sets = build_sets(params, source.widths, source.grid, source.image_size[0] // source.grid[0])
     device = pick_device(params.device)
     for s in sets.values():

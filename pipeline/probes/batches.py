@@ -49,6 +49,8 @@ class BatchSource(Protocol):
 class ProbeSource(BatchSource, Protocol):
     """A source of real pairs, which also says what the probes must look like and where data came from."""
 
+    pairs: np.ndarray  # the pairs it draws from
+
     @property
     def widths(self) -> dict[str, int]: ...
 

@@ -113,3 +113,28 @@ def tiny_stores(tmp_path: Path) -> tuple[Path, Path, dict]:
         tmp_path, problem, ["train"] * 16 + ["val"] * 8, ["dec_in", "b00.self"]
     )
     return features, renders, problem
+
+
+@pytest.fixture
+def rgb_renders(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """8 train pairs of random 32x32 images (and random targets) for live training."""
+    path, n = tmp_path / "rgb_renders.zarr", 8
+    g = np.random.default_rng(0)
+    group = create_store(
+        path,
+        "renders",
+        sizes={"pair": n, "y": 32, "x": 32},
+        pairs_per_shard=4,
+        attrs={"params": {}, "n_pairs": n, "image_size": [32, 32]},
+        coords={"view": np.array([1, 2])},
+    )
+    rgb = g.integers(0, 256, (n, 2, 32, 32, 3), dtype=np.uint8)
+    group["rgb"][:] = rgb
+    group["pts3d_view1"][:] = g.normal(size=(n, 2, 32, 32, 3)).astype(np.float32) + np.array(
+        [0, 0, 4], np.float32
+    )
+    group["depth"][:] = 4.0
+    group["valid"][:] = True
+    group["status"][:] = 1
+    group["split"][:] = np.array(["train"] * n, dtype=np.dtypes.StringDType())
+    return path, rgb

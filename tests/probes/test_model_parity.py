@@ -6,13 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import typer
+from typer.testing import CliRunner
 
 from pipeline.model.registry import build_model
+from pipeline.probes.files import load_probes
 from pipeline.probes.live import LiveSource
 from pipeline.probes.probeset import ProbeSet, ProbeSpec
 from pipeline.probes.trainer import TrainConfig, train
 from pipeline.probing.capture import capture
-from pipeline.store.writer import create_store
+from stages.train_probes import train_probes
 
 
 def test_linear_probe_with_the_model_head_weights_reproduces_the_model_pointmap() -> None:
@@ -38,32 +41,10 @@ def test_linear_probe_with_the_model_head_weights_reproduces_the_model_pointmap(
     )
 
 
-def _rgb_renders(path: Path, n: int) -> np.ndarray:
-    g = np.random.default_rng(0)
-    group = create_store(
-        path,
-        "renders",
-        sizes={"pair": n, "y": 32, "x": 32},
-        pairs_per_shard=4,
-        attrs={"params": {}, "n_pairs": n, "image_size": [32, 32]},
-        coords={"view": np.array([1, 2])},
-    )
-    rgb = g.integers(0, 256, (n, 2, 32, 32, 3), dtype=np.uint8)
-    group["rgb"][:] = rgb
-    group["pts3d_view1"][:] = g.normal(size=(n, 2, 32, 32, 3)).astype(np.float32) + np.array(
-        [0, 0, 4], np.float32
-    )
-    group["depth"][:] = 4.0
-    group["valid"][:] = True
-    group["status"][:] = 1
-    group["split"][:] = np.array(["train"] * n, dtype=np.dtypes.StringDType())
-    return rgb
-
-
-def test_live_source_feeds_captured_activations_to_the_trainer(tmp_path: Path) -> None:
+def test_live_source_feeds_captured_activations_to_the_trainer(rgb_renders: tuple[Path, np.ndarray]) -> None:
     model = build_model("tiny", seed=0).eval()
-    rgb = _rgb_renders(tmp_path / "r.zarr", 8)
-    src = LiveSource(model, tmp_path / "r.zarr", ["enc", "b01.cross"], splits=["train"], batch_size=4)
+    path, rgb = rgb_renders
+    src = LiveSource(model, path, ["enc", "b01.cross"], splits=["train"], batch_size=4)
     assert src.widths == {"enc": 64, "b01.cross": 64} and src.grid == (2, 2)
     batch = next(src.batches(loop=False))
     img = torch.from_numpy(rgb[:4]).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
@@ -74,3 +55,27 @@ def test_live_source_feeds_captured_activations_to_the_trainer(tmp_path: Path) -
     result = train({"mlp": probes}, src, src, TrainConfig(steps=3, batch_size=4), progress=False)
     assert set(result["val"]["mlp"]) == {"enc", "b01.cross"}
     assert all(np.isfinite(v) for v in result["val"]["mlp"].values())
+
+
+def test_stage_trains_live_from_the_extract_model(
+    tmp_path: Path, rgb_renders: tuple[Path, np.ndarray]
+) -> None:
+    (tmp_path / "params.yaml").write_text(
+        "base:\n  seed: 0\n  device: cpu\nextract:\n  model: tiny\n"
+        "train_probes:\n  kinds: [linear]\n  steps: 2\n  batch_size: 4\n"
+    )
+    app = typer.Typer()
+    app.command()(train_probes)
+    args = ["--params", str(tmp_path / "params.yaml"), "--renders", str(rgb_renders[0]), "--live"]
+    args += [
+        "--out",
+        str(tmp_path / "probes"),
+        "--curves",
+        str(tmp_path / "curves"),
+        "--locations",
+        "b01.cross",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    probes = load_probes(tmp_path / "probes" / "linear")
+    assert probes.meta["features"]["source"] == "live" and probes.spec.locations == ("b01.cross",)

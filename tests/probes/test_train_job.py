@@ -92,7 +92,7 @@ def test_stage_trains_with_overrides(tmp_path: Path, tiny_stores: tuple) -> None
     app.command()(train_probes)
     args = ["--params", str(tmp_path / "params.yaml"), "--features", str(features), "--renders", str(renders)]
     args += ["--out", str(tmp_path / "probes"), "--curves", str(tmp_path / "curves")]
-    result = CliRunner().invoke(app, [*args, "--steps", "2", "--location", "dec_in", "--kind", "mlp"])
+    result = CliRunner().invoke(app, [*args, "--steps", "2", "--locations", "dec_in", "--kinds", "mlp"])
     assert result.exit_code == 0, result.output
     probes = load_probes(tmp_path / "probes" / "mlp")
     assert probes.spec.locations == ("dec_in",) and probes.meta["training"]["steps"] == 2
