@@ -1,0 +1,154 @@
+"""Score a batch's attention maps: correspondence accuracy per head, token similarity, registers.
+
+The compact maps (`attn`, uint8 with each row's maximum at 255) keep every row's argmax, so
+correspondence accuracy is computed on the codes directly; the full float16 maps, where
+the store has them, give the same numbers (a test checks it). Register scores need the
+probabilities, decoded from the compact form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
+
+from pipeline.jobs.eval_params import EvaluateParams
+from pipeline.metrics.correspondence import accuracy_at, match_errors, similarity_matches
+from pipeline.metrics.procrustes import previous_location
+from pipeline.metrics.registers import head_scores, high_norm_tokens, sink_tokens
+from pipeline.probing.locations import split_location
+from pipeline.store.attention_codec import decode_rowmax_uint8
+
+
+@dataclass(frozen=True)
+class AttentionLayout:
+    """Where things are in a features store's attention and norm arrays.
+
+    Attributes:
+        attn_locations: the store's `attn_location` coordinate.
+        locations: the store's `location` coordinate (the streams of `acts` and `token_norm`).
+        grid: (h, w) patch grid.
+        patch_size: pixels per patch side.
+    """
+
+    attn_locations: tuple[str, ...]
+    locations: tuple[str, ...]
+    grid: tuple[int, int]
+    patch_size: int
+
+    @property
+    def cross(self) -> list[int]:
+        """Indices of the cross-attention maps, in block order."""
+        return [i for i, name in enumerate(self.attn_locations) if name.endswith(".cross")]
+
+    def key_stream(self, attn_location: str, view: int) -> tuple[int, int] | None:
+        """(location index, view index) of the stream the keys of a map come from, or None if not stored.
+
+        Self-attention of block b reads its own view's stream entering the block; cross-attention
+        reads the other view's stream entering block b (dec_in for block 0).
+        """
+        block, sublayer, _ = split_location(attn_location)
+        name = previous_location(block, "self")
+        if name not in self.locations:
+            return None
+        other = view if sublayer == "self" else 1 - view
+        return self.locations.index(name), other
+
+
+def correspondence_accuracy(
+    codes: np.ndarray,
+    full: np.ndarray | None,
+    gt: np.ndarray,
+    layout: AttentionLayout,
+    thresholds: Sequence[float],
+) -> dict[str, np.ndarray]:
+    """Accuracy curves of every cross-attention head, both view directions.
+
+    Args:
+        codes: (B, V, La, A, Q, K) compact attention of the batch.
+        full: (B, V, La, A, Q, K) full float16 maps, NaN for pairs without them; None: none at all.
+        gt: (B, V, Q) patch_match of each view's patches into the other view (-1: none).
+        layout: the store's layout.
+        thresholds: (T,) pixels.
+
+    Returns:
+        "attention_compact": (B, V, C, A, T) over the C cross maps; "attention": the same
+        from the full maps (NaN for pairs without them). View v holds queries of view v.
+    """
+    cross = layout.cross
+    p = layout.patch_size
+    gt_b = gt[:, :, None, None, :]  # (B, V, 1, 1, Q)
+    compact = accuracy_at(match_errors(codes[:, :, cross].argmax(-1), gt_b, layout.grid, p), thresholds)
+    out = {"attention_compact": compact, "attention": np.full_like(compact, np.nan)}
+    if full is not None:
+        sub = full[:, :, cross]  # (B, V, C, A, Q, K)
+        stored = np.isfinite(sub[:, 0, :, 0, 0, 0])  # (B, C): maps not stored read as NaN
+        acc = accuracy_at(match_errors(np.nan_to_num(sub).argmax(-1), gt_b, layout.grid, p), thresholds)
+        out["attention"] = np.where(stored[:, None, :, None, None], acc, np.nan).astype(np.float32)
+    return out
+
+
+def similarity_accuracy(
+    acts: Mapping[str, Tensor],
+    gt: np.ndarray,
+    grid: tuple[int, int],
+    patch_size: int,
+    thresholds: Sequence[float],
+) -> np.ndarray:
+    """Accuracy of the cosine-similarity baseline at each location, both view directions.
+
+    Args:
+        acts: location -> (B, V, N, D) tokens.
+        gt: (B, V, Q) patch_match.
+        grid: (h, w) patch grid.
+        patch_size: pixels per patch side.
+        thresholds: (T,) pixels.
+
+    Returns:
+        (B, V, L, T) in the order of `acts`.
+    """
+    per_loc = []
+    for x in acts.values():
+        views = [similarity_matches(x[:, v], x[:, 1 - v]).numpy() for v in range(2)]  # (B, Q) each
+        pred = np.stack(views, 1)  # (B, V, Q)
+        per_loc.append(accuracy_at(match_errors(pred, gt, grid, patch_size), thresholds))
+    return np.stack(per_loc, 2)
+
+
+def register_scores(
+    codes: np.ndarray,
+    scale: np.ndarray,
+    token_norm: np.ndarray,
+    layout: AttentionLayout,
+    params: EvaluateParams,
+) -> dict[str, np.ndarray]:
+    """Register-head scores and sink / high-norm tokens of every attention map of a batch.
+
+    Args:
+        codes: (B, V, La, A, Q, K) compact attention.
+        scale: (B, V, La, A, Q) its row maxima.
+        token_norm: (B, V, L, N) norms of the stored stream tokens.
+        layout: the store's layout.
+        params: thresholds (register_top_k, sink_factor, high_norm_factor).
+
+    Returns:
+        "independence", "topk_mass": (B, V, La, A); "sinks", "high_norm": (B, V, La, K) bool,
+        the latter for the tokens the keys are read from (False where that stream is not stored).
+    """
+    probs = decode_rowmax_uint8(codes, scale)
+    scores = head_scores(probs, params.register_top_k)
+    sinks = sink_tokens(scores["received"], params.sink_factor)
+    high = np.zeros_like(sinks)
+    for v in range(2):
+        for j, name in enumerate(layout.attn_locations):
+            src = layout.key_stream(name, v)
+            if src is not None:
+                high[:, v, j] = high_norm_tokens(token_norm[:, src[1], src[0]], params.high_norm_factor)
+    return {
+        "independence": scores["independence"],
+        "topk_mass": scores["topk_mass"],
+        "sinks": sinks,
+        "high_norm": high,
+    }

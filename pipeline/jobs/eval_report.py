@@ -1,0 +1,163 @@
+"""Aggregate an evaluation's per-pair values and write metrics.json (headline numbers for `dvc metrics`).
+
+Means come with percentile bootstrap intervals over pairs (`<metric>_lo`, `<metric>_hi`).
+Metric keys use the location spelling of `pipeline/probing/locations.py`; view directions
+are "v2_to_v1" (queries of view 2 attending to view 1's tokens) and "v1_to_v2".
+The CSV files (curves, binned tables, per-pair tables) are written by `eval_tables`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.jobs.eval_params import EvaluateParams
+from pipeline.jobs.eval_tables import write_tables
+from pipeline.metrics.bootstrap import bootstrap_mean
+from pipeline.metrics.correspondence import best_heads, correspondence_heads
+from pipeline.metrics.procrustes import contribution_locations, sublayer_contributions
+from pipeline.metrics.registers import register_heads, sink_norm_overlap, sink_stability
+
+if TYPE_CHECKING:
+    from pipeline.jobs.evaluate import PairResults
+
+DIRECTIONS = ("v1_to_v2", "v2_to_v1")  # index = the query view's index
+
+
+def jsonable(value: Any) -> Any:
+    """Nested numpy values → JSON types; NaN → None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def summarise(values: np.ndarray, params: EvaluateParams) -> dict[str, np.ndarray]:
+    """`bootstrap_mean` of (P, ...) per-pair values, reshaped back to (...)."""
+    out = bootstrap_mean(
+        values.reshape(len(values), -1), n_boot=params.n_boot, confidence=params.confidence, seed=params.seed
+    )
+    return {k: v.reshape(values.shape[1:]) for k, v in out.items()}
+
+
+def with_interval(stats: dict[str, np.ndarray], name: str, index: tuple = ()) -> dict[str, float]:
+    """{name: mean, name_lo: low, name_hi: high} at `index`."""
+    return {name: stats["mean"][index], f"{name}_lo": stats["low"][index], f"{name}_hi": stats["high"][index]}
+
+
+def pointmap_metrics(results: PairResults, params: EvaluateParams) -> dict[str, Any]:
+    """metrics.json "pointmap", "model" and "contributions" sections, and the means for plots."""
+    pointmap: dict[str, Any] = {}
+    means: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for method, m in results.methods.items():
+        per_loc: dict[str, dict[str, float]] = {loc: {} for loc in m["locations"]}
+        for metric, values in m["values"].items():
+            if np.isnan(values).all():
+                continue
+            stats = summarise(values, params)
+            for j, loc in enumerate(m["locations"]):
+                per_loc[loc].update(with_interval(stats, metric, (j,)))
+        means[method] = per_loc
+        pointmap[method] = per_loc
+    contributions = {}
+    for method, per_loc in means.items():
+        errors = {loc: v["procrustes_v2_error"] for loc, v in per_loc.items() if "procrustes_v2_error" in v}
+        if all(loc in errors for loc in contribution_locations(results.dec_depth)):
+            contributions[method] = sublayer_contributions(errors, results.dec_depth)
+    model = pointmap.pop("model", {}).get("", {})
+    return {"pointmap": pointmap, "model": model, "contributions": contributions}
+
+
+def correspondence_metrics(results: PairResults, params: EvaluateParams) -> dict[str, Any]:
+    """metrics.json "correspondence": best head per block, its accuracy, correspondence heads, baseline."""
+    key = f"accuracy_{params.headline_px:g}px"
+    h = params.headline_index
+    out: dict[str, Any] = {}
+    layout = results.layout
+    if layout is not None:
+        cross = [layout.attn_locations[i] for i in layout.cross]
+        for source in ("attention", "attention_compact"):
+            acc = results.attention[source]  # (P, V, C, A, T)
+            if np.isnan(acc).all():
+                continue
+            stats = summarise(acc[..., h], params)  # (V, C, A)
+            best = best_heads(acc, h)  # (V, C)
+            rule = correspondence_heads(
+                stats["mean"],
+                min_accuracy=params.corr_head_min_accuracy,
+                min_ratio_to_best=params.corr_head_min_ratio,
+            )
+            out[source] = {
+                d: {
+                    loc: {
+                        "best_head": int(best[v, c]),
+                        **with_interval(stats, key, (v, c, int(best[v, c]))),
+                        "head_" + key: stats["mean"][v, c],
+                        "correspondence_heads": np.flatnonzero(rule[v, c]),
+                    }
+                    for c, loc in enumerate(cross)
+                }
+                for v, d in enumerate(DIRECTIONS)
+            }
+    sim = summarise(results.attention["similarity"][..., h], params)  # (V, L)
+    out["similarity"] = {
+        d: {loc: with_interval(sim, key, (v, j)) for j, loc in enumerate(results.similarity_locations)}
+        for v, d in enumerate(DIRECTIONS)
+    }
+    return out
+
+
+def register_metrics(results: PairResults, params: EvaluateParams) -> dict[str, Any]:
+    """metrics.json "registers": register heads (stable across pairs) and sink tokens per map and view."""
+    if results.layout is None:
+        return {}
+    r = results.registers
+    is_reg = register_heads(
+        r["independence"],
+        r["topk_mass"],
+        min_independence=params.register_min_independence,
+        min_topk_mass=params.register_min_topk_mass,
+    )
+    share = is_reg.mean(0)  # (V, La, A)
+    stab = sink_stability(r["sinks"])
+    overlap = sink_norm_overlap(r["sinks"], r["high_norm"])
+    return {
+        f"view{v + 1}": {
+            loc: {
+                "register_heads": np.flatnonzero(share[v, j] >= params.register_min_pair_share),
+                "register_head_share": share[v, j],
+                "independence": r["independence"][:, v, j].mean(0),
+                "topk_mass": r["topk_mass"][:, v, j].mean(0),
+                **{name: stab[name][v, j] for name in stab},
+                "sink_high_norm_overlap": overlap[v, j],
+            }
+            for j, loc in enumerate(results.layout.attn_locations)
+        }
+        for v in range(2)
+    }
+
+
+def write_report(results: PairResults, params: EvaluateParams, out: Path) -> dict[str, Any]:
+    """Write out/metrics.json and the CSV files; returns the metrics (JSON types)."""
+    metrics = {
+        "n_pairs": len(results.pairs),
+        "splits": list(params.splits),
+        "headline_px": params.headline_px,
+        **pointmap_metrics(results, params),
+        "correspondence": correspondence_metrics(results, params),
+        "registers": register_metrics(results, params),
+    }
+    metrics = jsonable(metrics)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_tables(results, metrics, params, out)
+    return metrics

@@ -1,0 +1,125 @@
+"""evaluate end to end on tiny real stores: metrics.json, plots and per-pair tables with the expected keys."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.jobs.eval_params import EvaluateParams
+from pipeline.jobs.evaluate import run_evaluate
+from pipeline.probing.locations import residual_locations
+
+TINY_DEPTH = 4  # decoder blocks of the `tiny` model
+
+
+@pytest.fixture(scope="module")
+def report(stores: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("reports")
+    params = EvaluateParams(splits=("test", "train"), batch_size=3, n_boot=50, device="cpu")
+    summary = run_evaluate(
+        stores["features"],
+        stores["renders"],
+        stores["correspondences"],
+        stores["probes"],
+        out,
+        params,
+        progress=False,
+    )
+    return out, summary
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_metrics_json_keys(report: tuple[Path, dict]) -> None:
+    out, summary = report
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_pairs"] == 8
+    locs = residual_locations(TINY_DEPTH)
+    assert set(metrics["pointmap"]) == {"mlp", "linear", "depth-mlp", "lens"}
+    assert set(metrics["pointmap"]["mlp"]) == set(locs)
+    assert set(metrics["pointmap"]["lens"]) == set(locs[1:])  # the lens reads decoder locations only
+    entry = metrics["pointmap"]["mlp"]["b01.cross"]
+    for key in (
+        "ssi_error",
+        "ssi_error_lo",
+        "ssi_error_hi",
+        "ssi_error_v2",
+        "procrustes_v2_error",
+        "depth_delta1",
+    ):
+        assert isinstance(entry[key], float), key
+    assert entry["ssi_error_lo"] <= entry["ssi_error"] <= entry["ssi_error_hi"]
+    assert "ssi_error" not in metrics["pointmap"]["depth-mlp"]["b01.cross"]
+    assert "depth_abs_rel" in metrics["pointmap"]["depth-mlp"]["b01.cross"]
+    assert set(metrics["contributions"]["mlp"]["total"]) == {"self", "cross", "mlp"}
+    assert metrics["model"]["ssi_error"] >= 0
+    corr = metrics["correspondence"]
+    assert set(corr) == {"attention", "attention_compact", "similarity"}
+    block = corr["attention_compact"]["v2_to_v1"]["b00.cross"]
+    assert 0 <= block["best_head"] < 4 and 0 <= block["accuracy_16px"] <= 1
+    assert len(block["head_accuracy_16px"]) == 4
+    assert set(corr["similarity"]["v1_to_v2"]) == {"enc", *locs[1:]}
+    reg = metrics["registers"]["view2"]["b02.self"]
+    assert len(reg["register_head_share"]) == 4 and "top_token_share" in reg
+    assert set(summary["timings"]) >= {"read", "pointmap_metrics", "correspondence", "registers", "total"}
+
+
+def test_full_and_compact_attention_agree(report: tuple[Path, dict]) -> None:
+    out, _ = report
+    corr = json.loads((out / "metrics.json").read_text())["correspondence"]
+    rows = read_csv(out / "pairs" / "correspondence.csv")
+    full = {
+        (r["pair"], r["direction"], r["location"], r["head"]): r for r in rows if r["source"] == "attention"
+    }
+    compact = {
+        (r["pair"], r["direction"], r["location"], r["head"]): r
+        for r in rows
+        if r["source"] == "attention_compact"
+    }
+    assert full and set(full) <= set(compact)
+    for key, row in full.items():
+        assert row["accuracy_16px"] == compact[key]["accuracy_16px"], key
+    assert (
+        corr["attention"]["v2_to_v1"]["b00.cross"].keys()
+        == corr["attention_compact"]["v2_to_v1"]["b00.cross"].keys()
+    )
+
+
+def test_plots_and_pair_tables(report: tuple[Path, dict]) -> None:
+    out, _ = report
+    for name in (
+        "ssi_error",
+        "procrustes_v2_error",
+        "depth_delta1",
+        "contributions",
+        "correspondence_blocks",
+        "correspondence_curve",
+        "correspondence_similarity",
+        "registers",
+        "binned",
+    ):
+        assert (out / "plots" / f"{name}.csv").is_file(), name
+    ssi = read_csv(out / "plots" / "ssi_error.csv")
+    assert ssi[0]["location"] == "enc" and {"mlp", "linear", "lens", "mlp_lo"} <= set(ssi[0])
+    curve = read_csv(out / "plots" / "correspondence_curve.csv")
+    assert [float(r["threshold_px"]) for r in curve] == list(EvaluateParams().thresholds_px)
+    binned = read_csv(out / "plots" / "binned.csv")
+    assert {r["bin_by"] for r in binned} == {"overlap", "rotation_deg"}
+    assert (
+        sum(
+            int(r["n"])
+            for r in binned
+            if r["bin_by"] == "overlap" and r["method"] == "model" and r["metric"] == "ssi_error"
+        )
+        == 8
+    )
+    pairs = read_csv(out / "pairs" / "pointmap.csv")
+    assert {"pair", "scene_id", "overlap", "rotation_deg", "method", "location", "ssi_error"} <= set(pairs[0])
+    assert len({r["pair"] for r in pairs}) == 8
+    assert (out / "pairs" / "registers.csv").is_file() and (out / "pairs" / "tokens.csv").is_file()
