@@ -1,4 +1,4 @@
-"""Multi-head self- and cross-attention with RoPE2D and two hook points each.
+"""Multi-head self- and cross-attention with 2D rotary positions and two hook points each.
 
 `hook_weights` carries the post-softmax weights (B, A, Q, K). They are computed explicitly
 only when a function is attached to it; otherwise `F.scaled_dot_product_attention` runs and
@@ -14,16 +14,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.model.hook_point import HookPoint
-from pipeline.model.rope2d import RoPE2D
+from pipeline.model.rope2d import Rotary
 
 
 class _Attention(nn.Module):
     """What self- and cross-attention share: the weighting of values and the output proj."""
 
-    def __init__(self, dim: int, num_heads: int, rope: RoPE2D) -> None:
+    def __init__(self, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.rope = rope
         self.hook_weights = HookPoint()  # (B, A, Q, K) post-softmax, rows sum to 1
         self.hook_heads = HookPoint()  # (B, A, Q, E) per-head output, E = D / A
 
@@ -47,39 +46,39 @@ class _Attention(nn.Module):
 class SelfAttention(_Attention):
     """Self-attention: q, k and v from one Linear `qkv`, rows ordered [q; k; v], head-major."""
 
-    def __init__(self, dim: int, num_heads: int, rope: RoPE2D) -> None:
-        super().__init__(dim, num_heads, rope)
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__(num_heads)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, pos: Tensor) -> Tensor:
-        """Args: x (B, N, D) normalised tokens; pos (B, N, 2) their (row, col). Returns (B, N, D)."""
+    def forward(self, x: Tensor, rot: Rotary) -> Tensor:
+        """Args: x (B, N, D) normalised tokens; rot their positions' rotary tables. Returns (B, N, D)."""
         q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
-        return self._attend(self.rope(q, pos), self.rope(k, pos), v)
+        return self._attend(rot(q), rot(k), v)
 
 
 class CrossAttention(_Attention):
     """Cross-attention: queries from one view, keys and values from the other."""
 
-    def __init__(self, dim: int, num_heads: int, rope: RoPE2D) -> None:
-        super().__init__(dim, num_heads, rope)
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__(num_heads)
         self.projq = nn.Linear(dim, dim)
         self.projk = nn.Linear(dim, dim)
         self.projv = nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, y: Tensor, xpos: Tensor, ypos: Tensor) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor, xrot: Rotary, yrot: Rotary) -> Tensor:
         """Attend from x to y.
 
         Args:
             x: (B, Q, D) normalised query tokens of this view.
             y: (B, K, D) normalised tokens of the other view (keys and values).
-            xpos: (B, Q, 2) (row, col) of the queries.
-            ypos: (B, K, 2) (row, col) of the keys.
+            xrot: rotary tables of the queries' positions.
+            yrot: rotary tables of the keys' positions.
 
         Returns:
             (B, Q, D) attention output after `proj`.
         """
-        q = self.rope(self._split(self.projq(x)), xpos)
-        k = self.rope(self._split(self.projk(y)), ypos)
+        q = xrot(self._split(self.projq(x)))
+        k = yrot(self._split(self.projk(y)))
         return self._attend(q, k, self._split(self.projv(y)))

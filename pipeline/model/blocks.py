@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from pipeline.model.attention import CrossAttention, SelfAttention
 from pipeline.model.hook_point import HookPoint
-from pipeline.model.rope2d import RoPE2D
+from pipeline.model.rope2d import Rotary
 
 LN_EPS = 1e-6
 
@@ -38,16 +38,16 @@ class Mlp(nn.Module):
 class EncoderBlock(nn.Module):
     """x += SelfAttn(norm1(x)); x += MLP(norm2(x))."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, rope: RoPE2D) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
         super().__init__()
         self.norm1 = layer_norm(dim)
-        self.attn = SelfAttention(dim, num_heads, rope)
+        self.attn = SelfAttention(dim, num_heads)
         self.norm2 = layer_norm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor, pos: Tensor) -> Tensor:
-        """Args: x (B, N, D_enc) tokens; pos (B, N, 2). Returns (B, N, D_enc)."""
-        x = x + self.attn(self.norm1(x), pos)
+    def forward(self, x: Tensor, rot: Rotary) -> Tensor:
+        """Args: x (B, N, D_enc) tokens; rot their rotary tables. Returns (B, N, D_enc)."""
+        x = x + self.attn(self.norm1(x), rot)
         return x + self.mlp(self.norm2(x))
 
 
@@ -60,11 +60,11 @@ class DecoderBlock(nn.Module):
     `pipeline/probing/locations.py` say which is which.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, rope: RoPE2D, norm_other: bool) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, norm_other: bool) -> None:
         super().__init__()
         self.norm1 = layer_norm(dim)
-        self.attn = SelfAttention(dim, num_heads, rope)
-        self.cross_attn = CrossAttention(dim, num_heads, rope)
+        self.attn = SelfAttention(dim, num_heads)
+        self.cross_attn = CrossAttention(dim, num_heads)
         self.norm2 = layer_norm(dim)
         self.norm3 = layer_norm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
@@ -76,20 +76,20 @@ class DecoderBlock(nn.Module):
         self.hook_mlp_out = HookPoint()  # (B, N, D)
         self.hook_mlp = HookPoint()  # (B, N, D)
 
-    def forward(self, x: Tensor, y: Tensor, xpos: Tensor, ypos: Tensor) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor, xrot: Rotary, yrot: Rotary) -> Tensor:
         """Update this view's stream.
 
         Args:
             x: (B, N, D) this view's stream at the previous level.
             y: (B, M, D) the other view's stream at the previous level (not normalised).
-            xpos: (B, N, 2) (row, col) of this view's tokens.
-            ypos: (B, M, 2) (row, col) of the other view's tokens.
+            xrot: rotary tables of this view's token positions.
+            yrot: rotary tables of the other view's token positions.
 
         Returns:
             (B, N, D) this view's stream after the block.
         """
-        x = self.hook_self(x + self.hook_self_out(self.attn(self.norm1(x), xpos)))
+        x = self.hook_self(x + self.hook_self_out(self.attn(self.norm1(x), xrot)))
         x = self.hook_cross(
-            x + self.hook_cross_out(self.cross_attn(self.norm2(x), self.norm_y(y), xpos, ypos))
+            x + self.hook_cross_out(self.cross_attn(self.norm2(x), self.norm_y(y), xrot, yrot))
         )
         return self.hook_mlp(x + self.hook_mlp_out(self.mlp(self.norm3(x))))

@@ -21,7 +21,7 @@ from pipeline.model.config import Dust3rConfig
 from pipeline.model.heads import make_head
 from pipeline.model.hook_point import HookPoint
 from pipeline.model.patch_embed import PatchEmbed
-from pipeline.model.rope2d import RoPE2D
+from pipeline.model.rope2d import Rotary
 
 
 class Dust3r(nn.Module):
@@ -37,9 +37,8 @@ class Dust3r(nn.Module):
         self.config = c = config
         self.mask_token = nn.Parameter(torch.zeros(1, 1, c.dec_embed_dim))  # CroCo's; never used here
         self.patch_embed = PatchEmbed(c.patch_size, c.enc_embed_dim)
-        self.rope = RoPE2D(c.rope_base)  # one instance shared by every attention layer
         self.enc_blocks = nn.ModuleList(
-            EncoderBlock(c.enc_embed_dim, c.enc_num_heads, c.mlp_ratio, self.rope) for _ in range(c.enc_depth)
+            EncoderBlock(c.enc_embed_dim, c.enc_num_heads, c.mlp_ratio) for _ in range(c.enc_depth)
         )
         self.enc_norm = layer_norm(c.enc_embed_dim)
         self.decoder_embed = nn.Linear(c.enc_embed_dim, c.dec_embed_dim)
@@ -56,7 +55,7 @@ class Dust3r(nn.Module):
     def _decoder(self) -> nn.ModuleList:
         c = self.config
         return nn.ModuleList(
-            DecoderBlock(c.dec_embed_dim, c.dec_num_heads, c.mlp_ratio, self.rope, c.norm_im2_in_dec)
+            DecoderBlock(c.dec_embed_dim, c.dec_num_heads, c.mlp_ratio, c.norm_im2_in_dec)
             for _ in range(c.dec_depth)
         )
 
@@ -87,8 +86,9 @@ class Dust3r(nn.Module):
 
     def _encode(self, img: Tensor) -> tuple[Tensor, Tensor]:
         x, pos = self.patch_embed(img)
+        rot = Rotary(pos, self.config.enc_embed_dim // self.config.enc_num_heads, self.config.rope_base)
         for block in self.enc_blocks:
-            x = block(x, pos)
+            x = block(x, rot)
         return self.enc_norm(x), pos
 
     def decode(self, e1: Tensor, pos1: Tensor, e2: Tensor, pos2: Tensor) -> tuple[list[Tensor], list[Tensor]]:
@@ -103,11 +103,16 @@ class Dust3r(nn.Module):
             [e (B, N, D_enc), f^1, ..., f^(d-1), dec_norm(f^d)], each f (B, N, D). The
             `decoder_embed` output f^0 is not in the list.
         """
+        head_dim = self.config.dec_embed_dim // self.config.dec_num_heads
+        rot1, rot2 = (
+            Rotary(pos1, head_dim, self.config.rope_base),
+            Rotary(pos2, head_dim, self.config.rope_base),
+        )
         f1 = self.hook_dec_in1(self.decoder_embed(e1))
         f2 = self.hook_dec_in2(self.decoder_embed(e2))
         levels1, levels2 = [e1], [e2]
         for block1, block2 in zip(self.dec_blocks, self.dec_blocks2, strict=True):
-            f1, f2 = block1(f1, f2, pos1, pos2), block2(f2, f1, pos2, pos1)
+            f1, f2 = block1(f1, f2, rot1, rot2), block2(f2, f1, rot2, rot1)
             levels1.append(f1)
             levels2.append(f2)
         levels1[-1], levels2[-1] = self.dec_norm(levels1[-1]), self.dec_norm(levels2[-1])
@@ -147,7 +152,7 @@ class Dust3r(nn.Module):
         its (D_enc, 3 P^2) view; mask_token: normal(0, 0.02). Then, as upstream, `dec_blocks2`
         becomes a copy of `dec_blocks` and the heads get PyTorch's default initialisation.
         """
-        heads = {*self.downstream_head1.modules(), *self.downstream_head2.modules()}
+        heads = [*self.downstream_head1.modules(), *self.downstream_head2.modules()]
         for module in self.modules():
             if module in heads:
                 continue
@@ -162,7 +167,7 @@ class Dust3r(nn.Module):
         _default_init(proj.bias, proj.weight, generator)
         nn.init.normal_(self.mask_token, std=0.02, generator=generator)
         self.dec_blocks2.load_state_dict(self.dec_blocks.state_dict())
-        for module in heads:
+        for module in dict.fromkeys(heads):  # ordered, each aliased DPT conv once
             if isinstance(module, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
                 _default_init(module.weight, module.weight, generator)
                 if module.bias is not None:

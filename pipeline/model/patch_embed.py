@@ -12,7 +12,7 @@ class PatchEmbed(nn.Module):
     """Cut (B, 3, H, W) images into P x P patches and embed each as one token.
 
     There is no norm, no cls token and no additive position embedding: positions only
-    enter through RoPE2D. Any H and W that are multiples of P are accepted.
+    enter through the rotary embedding (`rope2d.py`). Any H and W that are multiples of P are accepted.
     """
 
     def __init__(self, patch_size: int, dim: int) -> None:
