@@ -56,8 +56,7 @@ def with_interval(stats: dict[str, np.ndarray], name: str, index: tuple = ()) ->
 
 def pointmap_metrics(results: PairResults, params: EvaluateParams) -> dict[str, Any]:
     """metrics.json "pointmap", "model" and "contributions" sections, and the means for plots."""
-    pointmap: dict[str, Any] = {}
-    means: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    pointmap: dict[str, dict[str, dict[str, float]]] = {}
     for method, m in results.methods.items():
         per_loc: dict[str, dict[str, float]] = {loc: {} for loc in m["locations"]}
         for metric, values in m["values"].items():
@@ -66,10 +65,9 @@ def pointmap_metrics(results: PairResults, params: EvaluateParams) -> dict[str, 
             stats = summarise(values, params)
             for j, loc in enumerate(m["locations"]):
                 per_loc[loc].update(with_interval(stats, metric, (j,)))
-        means[method] = per_loc
         pointmap[method] = per_loc
     contributions = {}
-    for method, per_loc in means.items():
+    for method, per_loc in pointmap.items():
         errors = {loc: v["procrustes_v2_error"] for loc, v in per_loc.items() if "procrustes_v2_error" in v}
         if all(loc in errors for loc in contribution_locations(results.dec_depth)):
             contributions[method] = sublayer_contributions(errors, results.dec_depth)
