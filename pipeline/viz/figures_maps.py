@@ -106,7 +106,8 @@ def fig_attention(
 
     Args:
         query_rgb: (H, W, 3) uint8 image holding the query patch (view 2 in the paper).
-        key_rgb: (H, W, 3) uint8 image of the keys (view 1 for cross-, view 2 for self-attention).
+        key_rgb: (H, W, 3) uint8 image of the keys (view 1 for cross-, view 2 for self-attention),
+            or (R, H, W, 3), one per row, when rows mix self- and cross-attention.
         maps: (R, C, K) attention rows for the query, K = h·w keys row-major; each cell is
             scaled to its own maximum, as the paper shows them.
         grid: (h, w) patch grid.
@@ -125,7 +126,8 @@ def fig_attention(
         )
     H, W = query_rgb.shape[:2]
     ph, pw = H / h, W / w
-    key_gray = key_rgb.astype(np.float64) @ [0.299, 0.587, 0.114]
+    keys = np.broadcast_to(key_rgb, (R, *query_rgb.shape)) if key_rgb.ndim == 3 else key_rgb
+    key_gray = keys.astype(np.float64) @ [0.299, 0.587, 0.114]  # (R, H, W)
     fig = Figure(figsize=(1.25 * (C + 1), 1.25 * R + 0.4))
     axes = fig.subplots(R, C + 1, squeeze=False)
     for r in range(R):
@@ -144,7 +146,7 @@ def fig_attention(
             heat[..., 3] = 0.1 + 0.8 * np.clip(
                 cell / (peak or 1.0), 0, 1
             )  # weak attention lets the image through
-            axes[r, c + 1].imshow(key_gray, cmap="gray", vmin=0, vmax=255)
+            axes[r, c + 1].imshow(key_gray[r], cmap="gray", vmin=0, vmax=255)
             axes[r, c + 1].imshow(heat, extent=(0, W, H, 0), interpolation="nearest")
             if r == 0:
                 axes[r, c + 1].set_title(col_labels[c], fontsize=8, family="monospace")

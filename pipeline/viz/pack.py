@@ -79,17 +79,26 @@ def static_text(name: str) -> str:
     return resources.files("pipeline.viz").joinpath("static", name).read_text(encoding="utf-8")
 
 
+def fill_template(name: str, values: dict[str, str]) -> str:
+    """The static template `name` with each `{{KEY}}` of `values` put in place, in one pass
+    (so text inserted for one key is never searched for another)."""
+    pattern = "|".join(re.escape(key) for key in values)
+    return re.sub(r"\{\{(" + pattern + r")\}\}", lambda m: values[m.group(1)], static_text(name))
+
+
 def fill_page(template: str, data: dict[str, Any], scripts: list[str], *, title: str) -> str:
-    """A template with its data (JSON), scripts and title put in place.
+    """A viewer template with its data (JSON), scripts, style and title put in place.
 
     The template holds `{{TITLE}}`, `{{STYLE}}`, `{{DATA}}` and `{{SCRIPTS}}`; "</" in the
     JSON is escaped so no value can close the script element early.
     """
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     code = "\n".join(static_text(s) for s in scripts)
-    values = {"TITLE": _escape(title), "STYLE": static_text("page.css"), "DATA": payload, "SCRIPTS": code}
-    return re.sub(r"\{\{(TITLE|STYLE|DATA|SCRIPTS)\}\}", lambda m: values[m.group(1)], static_text(template))
+    return fill_template(
+        template, {"TITLE": escape(title), "STYLE": static_text("page.css"), "DATA": payload, "SCRIPTS": code}
+    )
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def escape(text: str) -> str:
+    """Text made safe to put inside HTML elements and attribute values."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
