@@ -21,7 +21,7 @@ from pipeline.probes.probeset import ProbeSet
 from pipeline.probing.interventions import knockout_keys
 from pipeline.store.writer import open_store
 from pipeline.viz.attention_viewer import write_attention_viewer
-from pipeline.viz.live import rebuild_model, rgb_to_input, run_live
+from pipeline.viz.live import probe_live, rebuild_model, rgb_to_input
 from pipeline.viz.loaders import apply_probes, load_json, load_pair, pair_acts, pair_attention, weights_line
 from pipeline.viz.metrics_view import headline_numbers
 from pipeline.viz.pair import PairView
@@ -107,8 +107,8 @@ def _knockout(features: Path, view: PairView, params: ReportParams, probes: Prob
     img1, img2 = rgb_to_input(view.rgb[0]), rgb_to_input(view.rgb[1])
     last = [loc for loc in probes.spec.locations if not loc.endswith(".out")][-1]
     ko = knockout_keys(params.knockout_location, heads, top_k=params.knockout_top_k, views=(2,))
-    before = run_live(model, probes, img1, img2).points[last]
-    after = run_live(model, probes, img1, img2, interventions=[ko]).points[last]
+    before = probe_live(model, probes, img1, img2)[last]
+    after = probe_live(model, probes, img1, img2, interventions=[ko])[last]
     label = (
         f"{params.knockout_location} heads {heads}, top-{params.knockout_top_k} keys, view 2; probe at {last}"
     )

@@ -85,6 +85,25 @@ class LiveResult:
 
 
 @torch.inference_mode()
+def probe_live(
+    model: Dust3r, probes: ProbeSet, img1: Tensor, img2: Tensor, *, interventions: Sequence[Intervention] = ()
+) -> dict[str, np.ndarray]:
+    """location → (V, H, W, 3) probed pointmaps of one live pass (e.g. under a knockout).
+
+    Args:
+        model: the DUSt3R the probes were trained on.
+        probes: a pointmap probe set.
+        img1, img2: (1, 3, H, W) in [-1, 1].
+        interventions: applied during the pass.
+    """
+    device = next(model.parameters()).device
+    _, acts = capture(
+        model, img1.to(device), img2.to(device), locations=probes.spec.locations, interventions=interventions
+    )
+    return apply_probes(probes, acts.stream)[0]
+
+
+@torch.inference_mode()
 def run_live(
     model: Dust3r,
     probes: ProbeSet,
