@@ -19,7 +19,7 @@ from matplotlib.patches import Rectangle
 from pipeline.errors import ShapeError
 from pipeline.viz.pair import PairView, pointmap_scale
 
-YAW, PITCH, DIST = 0.55, -0.35, 2.6  # the 4D viewer's initial orbit (static/viewer4d.js)
+YAW, PITCH, DIST = 0.3, -0.25, 2.2  # the 4D viewer's initial orbit (static/viewer4d.js)
 
 
 def project(points: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

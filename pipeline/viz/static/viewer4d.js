@@ -32,7 +32,7 @@ async function viewer4d() {
   const slider = el("frame");
   slider.max = String(F - 1);
   const centreFrame = d.gt_index !== null ? d.gt_index : F - 1;
-  const state = { yaw: 0.55, pitch: -0.35, dist: 2.6, target: centroid(centreFrame), frame: 0, timer: null };
+  const state = { yaw: 0.3, pitch: -0.25, dist: 2.2, target: centroid(centreFrame), frame: 0, timer: null };
 
   function centroid(f) {
     const c = [0, 0, 0];
