@@ -112,6 +112,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--kind", default="linear")
     ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument(
+        "--prefetch", type=int, default=2, help="store batches read ahead in a thread (0: inline)"
+    )
     ap.add_argument("--skip-separate", action="store_true", help="skip the slow location-by-location run")
     args = ap.parse_args()
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size)
@@ -119,7 +122,9 @@ def main() -> None:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         features, renders, locs = make_stores(Path(tmp), args.pairs, args.model)
-        store = StoreSource(features, renders, locs, splits=["train"], batch_size=args.batch_size)
+        store = StoreSource(
+            features, renders, locs, splits=["train"], batch_size=args.batch_size, prefetch=args.prefetch
+        )
         spec = {"kind": args.kind, "grid": store.grid, "hidden": args.hidden}
 
         def new_sets(widths: dict[str, int]) -> dict[str, ProbeSet]:
