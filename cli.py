@@ -17,8 +17,10 @@ from pipeline.errors import Probe3rError
 from stages import correspond as correspond_stage
 from stages import extract as extract_stage
 from stages import render as render_stage
+from stages import report as report_stage
 from stages import store as store_stage
 from stages import train_probes as train_probes_stage
+from stages import viz as viz_stage
 
 app = typer.Typer(
     name="probe3r",
@@ -31,6 +33,8 @@ app.command(name="render")(render_stage.render)
 app.command(name="extract")(extract_stage.extract)
 app.command(name="correspond")(correspond_stage.correspond)
 app.command(name="train-probes")(train_probes_stage.train_probes)
+app.command(name="report")(report_stage.report)
+app.command(name="viz")(viz_stage.viz)
 app.add_typer(store_stage.app, name="store")
 
 _state = {"verbose": False}

@@ -13,3 +13,13 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 # The reference DUSt3R for the model's equivalence tests. Its declared requirements
 # (torchvision, gradio, rerun, CUDA torch) are not needed for the model code: skip them.
 .venv/bin/python -m pip install -q --no-deps mini-dust3r==0.1.2
+# Headless Chromium (Debian's package) for the viewer and report tests. Optional: without
+# it those tests skip and say so; everything else works.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+            || echo "setup: could not install chromium; browser tests will be skipped" >&2
+    else
+        echo "setup: chromium not found; install Debian's chromium package to run the browser tests" >&2
+    fi
+fi

@@ -43,7 +43,7 @@ def test_dvc_stage_paths_on_the_command_line_match_deps_and_outs() -> None:
         missing = _cmd_paths(stage["cmd"]) - declared
         assert not missing, f"stage {name}: paths on its cmd but not in deps/outs: {missing}"
         for dep in stage.get("deps", []):
-            assert (ROOT / dep).exists() or dep.startswith("data/") or dep.startswith("models/"), (
+            assert (ROOT / dep).exists() or dep.startswith(("data/", "models/", "reports/")), (
                 f"stage {name}: dep {dep} does not exist"
             )
 
