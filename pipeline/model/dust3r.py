@@ -73,6 +73,8 @@ class Dust3r(nn.Module):
         Raises:
             ShapeError: the batch sizes differ or an image is not (B, 3, H, W) in whole patches.
         """
+        self.patch_embed.check(img1, "img1")
+        self.patch_embed.check(img2, "img2")
         if img1.shape[0] != img2.shape[0]:
             raise ShapeError(
                 f"img2: expected batch size B={img1.shape[0]} (from img1), got {tuple(img2.shape)}"

@@ -33,14 +33,18 @@ class PatchEmbed(nn.Module):
         Raises:
             ShapeError: the image is not (B, 3, H, W) with H, W multiples of the patch size.
         """
-        p = self.patch_size
-        if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] % p or img.shape[3] % p:
-            raise ShapeError(
-                f"img: expected (B, 3, H, W) with H and W multiples of {p}, got {tuple(img.shape)}"
-            )
+        self.check(img)
         x = self.proj(img)
         b, _, h, w = x.shape
         return x.flatten(2).transpose(1, 2), grid_positions(b, h, w, img.device)
+
+    def check(self, img: Tensor, name: str = "img") -> None:
+        """Raise ShapeError naming `name` unless img is (B, 3, H, W) in whole patches."""
+        p = self.patch_size
+        if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] % p or img.shape[3] % p:
+            raise ShapeError(
+                f"{name}: expected (B, 3, H, W) with H and W multiples of {p}, got {tuple(img.shape)}"
+            )
 
 
 def grid_positions(batch: int, h: int, w: int, device: torch.device) -> Tensor:

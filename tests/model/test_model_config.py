@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ShapeError
 from pipeline.model.config import Dust3rConfig
 from pipeline.model.dust3r import Dust3r
 from pipeline.model.registry import MODEL_SIZES, build_model, config_name, get_config
@@ -117,3 +117,16 @@ def test_any_allowed_size_runs() -> None:
         res1, res2 = build_model(config, seed=0)(torch.randn(3, 3, 32, 48), torch.randn(3, 3, 32, 48))
     assert res1["pts3d"].shape == res2["pts3d_in_other_view"].shape == (3, 32, 48, 3)
     assert bool((res1["conf"] > 1).all())
+
+
+def test_input_shape_errors_name_both_shapes() -> None:
+    model = build_model("tiny", seed=0)
+    with pytest.raises(
+        ShapeError,
+        match=r"^img1: expected \(B, 3, H, W\) with H and W multiples of 16, got \(1, 3, 30, 32\)$",
+    ):
+        model(torch.randn(1, 3, 30, 32), torch.randn(1, 3, 30, 32))
+    with pytest.raises(
+        ShapeError, match=r"^img2: expected batch size B=2 \(from img1\), got \(1, 3, 32, 32\)$"
+    ):
+        model(torch.randn(2, 3, 32, 32), torch.randn(1, 3, 32, 32))
