@@ -49,7 +49,7 @@ def score_pair(
         )
         view1_depth = pred[:, 0, ..., 2]
     else:
-        nan = torch.full(pred.shape[:1], torch.nan, dtype=pred.dtype)
+        nan = torch.full(pred.shape[:1], torch.nan, dtype=pred.dtype, device=pred.device)
         out = {name: nan for name in POINTMAP_METRICS}
         view1_depth = pred[:, 0, ..., 0]
     out.update(depth_metrics(view1_depth, depth[0], valid[0]))
@@ -78,8 +78,11 @@ def score_batch(
     Returns:
         metric name -> (B, L) float64, locations in the order of `outputs`.
     """
-    pred = torch.stack([o["pred"].float().cpu() for o in outputs.values()], 1)  # (B, L, V, H, W, C)
-    conf = torch.stack([o["conf"].float().cpu() for o in outputs.values()], 1)
+    pred = torch.stack(
+        [o["pred"].float() for o in outputs.values()], 1
+    )  # (B, L, V, H, W, C), on their device
+    conf = torch.stack([o["conf"].float() for o in outputs.values()], 1)
+    gt, depth, valid = (t.to(pred.device) for t in (gt, depth, valid))
     rows = [
         score_pair(
             pred[b],
@@ -92,4 +95,4 @@ def score_batch(
         )
         for b in range(pred.shape[0])
     ]
-    return {name: np.stack([r[name].double().numpy() for r in rows]) for name in METRICS}
+    return {name: np.stack([r[name].double().cpu().numpy() for r in rows]) for name in METRICS}
