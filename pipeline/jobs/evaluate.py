@@ -163,9 +163,7 @@ def evaluate_pairs(
         pairs=pairs,
         info={name: rgroup[name].get_orthogonal_selection((pairs,)) for name in PAIR_INFO},
         similarity_locations=["enc", *residual],
-        layout=AttentionLayout(attn_locs, tuple(store_locs), grid, patch_size)
-        if has_attention
-        else None,
+        layout=AttentionLayout(attn_locs, tuple(store_locs), grid, patch_size) if has_attention else None,
         dec_depth=int(group.attrs["model_config"]["dec_depth"]),
     )
     per_method: dict[str, dict[str, list]] = defaultdict(dict)
