@@ -1,7 +1,8 @@
 """The evaluation's CSV files: curves for `dvc plots` and per-pair tables for further analysis.
 
 plots/: one row per location (or block, or threshold), one column per method, so
-`dvc plots` can draw several methods on one x axis; binned.csv is long (one row per bin,
+`dvc plots` can draw several methods on one x axis (`index`, the location's position in
+forward order: dvc's templates want a numeric x; `location` names it); binned.csv is long (one row per bin,
 method, location and metric). pairs/: one row per pair and everything it was scored on,
 with the pair's scene, split, overlap and rotation beside it.
 """
@@ -49,23 +50,27 @@ def write_plots(results: PairResults, metrics: dict[str, Any], params: EvaluateP
         methods = [name for name, per_loc in pm.items() if any(metric in v for v in per_loc.values())]
         cols = [f"{m}{s}" for m in methods for s in ("", "_lo", "_hi")]
         rows = [
-            [loc] + [_value(pm[m].get(loc, {}), f"{metric}{s}") for m in methods for s in ("", "_lo", "_hi")]
-            for loc in order
+            [i, loc]
+            + [_value(pm[m].get(loc, {}), f"{metric}{s}") for m in methods for s in ("", "_lo", "_hi")]
+            for i, loc in enumerate(order)
         ]
-        write_csv(out / "plots" / f"{metric}.csv", ["location", *cols], rows)
+        write_csv(out / "plots" / f"{metric}.csv", ["index", "location", *cols], rows)
     contrib = metrics["contributions"]
     if contrib:
         blocks = list(next(iter(contrib.values()))["per_block"])
-        rows = [[loc] + [contrib[m]["per_block"][loc] for m in contrib] for loc in blocks]
-        write_csv(out / "plots" / "contributions.csv", ["location", *contrib], rows)
+        rows = [[i, loc] + [contrib[m]["per_block"][loc] for m in contrib] for i, loc in enumerate(blocks)]
+        write_csv(out / "plots" / "contributions.csv", ["index", "location", *contrib], rows)
     corr = metrics["correspondence"]
     key = f"accuracy_{params.headline_px:g}px"
     sources = [s for s in ("attention", "attention_compact") if s in corr]
     if sources:
         cross = list(corr[sources[0]][DIRECTIONS[1]])
         cols = [f"{s}_{d}" for s in sources for d in DIRECTIONS]
-        rows = [[loc] + [_value(corr[s][d][loc], key) for s in sources for d in DIRECTIONS] for loc in cross]
-        write_csv(out / "plots" / "correspondence_blocks.csv", ["location", *cols], rows)
+        rows = [
+            [i, loc] + [_value(corr[s][d][loc], key) for s in sources for d in DIRECTIONS]
+            for i, loc in enumerate(cross)
+        ]
+        write_csv(out / "plots" / "correspondence_blocks.csv", ["index", "location", *cols], rows)
         acc = results.attention["attention_compact"]  # (P, V, C, A, T)
         best = best_heads(acc, params.headline_index)
         curve = np.nanmean(
@@ -78,8 +83,11 @@ def write_plots(results: PairResults, metrics: dict[str, Any], params: EvaluateP
         ]
         write_csv(out / "plots" / "correspondence_curve.csv", ["threshold_px", *cols], rows)
     sim = corr["similarity"]
-    rows = [[loc] + [_value(sim[d][loc], key) for d in DIRECTIONS] for loc in results.similarity_locations]
-    write_csv(out / "plots" / "correspondence_similarity.csv", ["location", *DIRECTIONS], rows)
+    rows = [
+        [i, loc] + [_value(sim[d][loc], key) for d in DIRECTIONS]
+        for i, loc in enumerate(results.similarity_locations)
+    ]
+    write_csv(out / "plots" / "correspondence_similarity.csv", ["index", "location", *DIRECTIONS], rows)
     regs = metrics["registers"]
     fields = ("pairs_with_sinks", "sinks_per_pair", "top_token_share", "sink_high_norm_overlap")
     rows = [
