@@ -15,7 +15,9 @@ from rich.console import Console
 
 from pipeline.errors import Probe3rError
 from stages import correspond as correspond_stage
+from stages import evaluate as evaluate_stage
 from stages import extract as extract_stage
+from stages import intervene as intervene_stage
 from stages import render as render_stage
 from stages import report as report_stage
 from stages import store as store_stage
@@ -33,6 +35,8 @@ app.command(name="render")(render_stage.render)
 app.command(name="extract")(extract_stage.extract)
 app.command(name="correspond")(correspond_stage.correspond)
 app.command(name="train-probes")(train_probes_stage.train_probes)
+app.command(name="evaluate")(evaluate_stage.evaluate)
+app.command(name="intervene")(intervene_stage.intervene)
 app.command(name="report")(report_stage.report)
 app.command(name="viz")(viz_stage.viz)
 app.add_typer(store_stage.app, name="store")

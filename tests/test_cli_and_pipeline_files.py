@@ -38,8 +38,8 @@ def _cmd_paths(cmd: str) -> set[str]:
 def test_dvc_stage_paths_on_the_command_line_match_deps_and_outs() -> None:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        declared = set(stage.get("deps", [])) | set(stage.get("outs", []))
-        declared |= {next(iter(o)) for o in stage.get("outs", []) if isinstance(o, dict)}
+        entries = [*stage.get("deps", []), *stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]
+        declared = {next(iter(e)) if isinstance(e, dict) else e for e in entries}
         missing = _cmd_paths(stage["cmd"]) - declared
         assert not missing, f"stage {name}: paths on its cmd but not in deps/outs: {missing}"
         for dep in stage.get("deps", []):
