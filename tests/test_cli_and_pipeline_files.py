@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -60,3 +61,25 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci in readme
+
+
+PARAM_CLASSES = {
+    "render": ("pipeline.jobs.render", "RenderParams", ("seed",)),
+    "extract": ("pipeline.jobs.extract_params", "ExtractParams", ("seed", "device")),
+    "train_probes": ("pipeline.jobs.train_probes", "TrainProbesParams", ("seed", "device")),
+    "evaluate": ("pipeline.jobs.eval_params", "EvaluateParams", ("seed", "device")),
+    "intervene": ("pipeline.jobs.intervene", "InterveneParams", ("seed", "device")),
+    "report": ("pipeline.jobs.report", "ReportParams", ()),
+}
+
+
+@pytest.mark.parametrize("params_file", ["params.yaml", "params/paper.yaml"])
+def test_every_stage_section_of_the_shipped_params_files_is_accepted(params_file: str) -> None:
+    """A typo in a shipped params file must fail here, not an hour into a GPU run."""
+    import importlib
+
+    from pipeline.params import load_section
+
+    for section, (module, cls_name, base_keys) in PARAM_CLASSES.items():
+        cls = getattr(importlib.import_module(module), cls_name)
+        cls.from_dict(load_section(ROOT / params_file, section, base_keys=base_keys))
