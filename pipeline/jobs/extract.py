@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from tqdm.auto import tqdm
 
 from pipeline.errors import ConfigError, Probe3rError, SchemaError
 from pipeline.jobs.extract_model import ModelRunner
@@ -150,13 +151,18 @@ def _writer(group: zarr.Group, jobs: queue.Queue, errors: list[BaseException]) -
 
 
 def extract_shards(
-    renders: str, out: str, params: ExtractParams, shard_ids: Sequence[int], runner: ModelRunner | None = None
+    renders: str,
+    out: str,
+    params: ExtractParams,
+    shard_ids: Sequence[int],
+    runner: ModelRunner | None = None,
+    progress: bool = False,
 ) -> int:
     """Compute and write the given shards of an existing features store; returns shards written.
 
     A top-level function so dask can ship it to another process or machine; the model is
     built once per call (or `runner` is reused in-process). Shard k+1 is computed while
-    shard k is written.
+    shard k is written. `progress` shows a bar of pairs (the dask path has its own bar).
     """
     if not shard_ids:
         return 0
@@ -170,6 +176,12 @@ def extract_shards(
     errors: list[BaseException] = []
     writer = threading.Thread(target=_writer, args=(group, jobs, errors), daemon=True)
     writer.start()
+    bar = tqdm(
+        total=sum(slices[k].stop - slices[k].start for k in shard_ids),
+        desc="extract",
+        unit="pair",
+        disable=not progress,
+    )
     try:
         for k in shard_ids:
             sl = slices[k]
@@ -195,10 +207,12 @@ def extract_shards(
             if errors:
                 break
             jobs.put((k, sl.start, data))
+            bar.update(sl.stop - sl.start)
             log.debug("shard %d computed", k)
     finally:
         jobs.put(None)
         writer.join()
+        bar.close()
     if errors:
         raise errors[0]
     return len(shard_ids)
@@ -266,7 +280,7 @@ def run_extract(
         run_shard_tasks(extract_shards, tasks, workers=workers, scheduler=scheduler, desc="extract")
     else:
         for task in tasks:
-            extract_shards(*task, runner=runner)
+            extract_shards(*task, runner=runner, progress=True)
     complete = bool((group["status"][:] != STATUS_PENDING).all())
     if complete and not group.attrs.get("complete"):
         finalise_statistics(group)
