@@ -1,7 +1,8 @@
 """Pairs per second: plain DUSt3R forward vs forwards that capture activations.
 
 Four variants run round-robin in one process (so machine load hits them alike), each timed
-by its median over the rounds:
+by its median over the rounds, in wall-clock time and (on CPU) in process CPU time, which a
+shared machine's load disturbs less:
 
 * plain: `model(img1, img2)`, no hooks;
 * residual: `capture` of the 38 residual-stream locations of both views;
@@ -52,7 +53,7 @@ def main() -> None:
             model, img1, img2, locations=stream_locations(depth), attention=attention_locations(depth)
         ),
     }
-    times: dict[str, list[float]] = {name: [] for name in variants}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
         for round_ in range(args.rounds + 1):
             for name, fn in variants.items():
@@ -65,21 +66,27 @@ def main() -> None:
         f"{args.model} on {_device_name(device)}, {precision}, batch {args.batch}, {h}x{w}, {args.rounds} rounds"
     )
     print(f"threads {torch.get_num_threads()}, torch {torch.__version__}")
-    plain = statistics.median(times["plain"])
-    print(f"{'variant':<12}{'pairs/s':>10}{'ms/pair':>10}{'vs plain':>10}")
+    wall0 = statistics.median(t[0] for t in times["plain"])
+    cpu0 = statistics.median(t[1] for t in times["plain"])
+    print(f"{'variant':<12}{'pairs/s':>10}{'ms/pair':>10}{'vs plain':>10}{'cpu ms/pair':>13}{'vs plain':>10}")
     for name, values in times.items():
-        t = statistics.median(values)
-        print(f"{name:<12}{args.batch / t:>10.2f}{1000 * t / args.batch:>10.1f}{t / plain:>10.3f}")
+        wall = statistics.median(t[0] for t in values)
+        cpu = statistics.median(t[1] for t in values)
+        print(
+            f"{name:<12}{args.batch / wall:>10.2f}{1000 * wall / args.batch:>10.1f}{wall / wall0:>10.3f}"
+            f"{1000 * cpu / args.batch:>13.1f}{cpu / cpu0:>10.3f}"
+        )
 
 
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
+def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """(wall-clock, process CPU) seconds of one call."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def _device_name(device: torch.device) -> str:
