@@ -13,7 +13,7 @@ not modify x in place. The built-ins:
 Run them with `intervened(model, [...])`, or pass them to `capture(..., interventions=[...])`
 to read activations of the same pass. Attention weights only exist when something listens:
 an attention intervention switches that layer from `F.scaled_dot_product_attention` to an
-explicit softmax, which differs by float rounding (about 1e-6), not more.
+explicit softmax, which differs by float rounding only (outputs agree to about 1e-5).
 """
 
 from __future__ import annotations
