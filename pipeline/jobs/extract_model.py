@@ -17,10 +17,16 @@ import torch
 
 from pipeline.errors import ConfigError, ShapeError
 from pipeline.jobs.extract_params import ExtractParams
-from pipeline.jobs.hooks_capture import attention_names, capture_arrays, residual_names
 from pipeline.model.checkpoint import HF_WEIGHTS, load_checkpoint
 from pipeline.model.dust3r import Dust3r
 from pipeline.model.registry import build_model, config_name, get_config
+from pipeline.probing.capture import capture
+from pipeline.probing.locations import (
+    attention_locations,
+    residual_locations,
+    split_location,
+    sublayer_locations,
+)
 from pipeline.store.features import FeatureLayout
 
 
@@ -60,6 +66,19 @@ def _reseed_heads(model: Dust3r, seed: int) -> Dust3r:
     return model
 
 
+def decoder_locations(dec_depth: int, *, with_out: bool) -> list[str]:
+    """The decoder stream locations `acts` can hold, in forward order (the store's `location` order).
+
+    dec_in, then per block and sublayer the sublayer's output (with `with_out`) followed by
+    the stream after its add: dec_in, b00.self.out, b00.self, b00.cross.out, b00.cross, …
+    """
+    residual = [name for name in residual_locations(dec_depth) if name != "enc"]
+    if not with_out:
+        return residual
+    blocks = iter(residual[1:])  # same (block, sublayer) order as the sublayer outputs
+    return [residual[0]] + [name for out in sublayer_locations(dec_depth) for name in (out, next(blocks))]
+
+
 def _choose(
     choice: str | tuple[str, ...], options: list[str], kinds: dict[str, list[str]], what: str
 ) -> list[str]:
@@ -92,18 +111,18 @@ class ModelRunner:
         self.model.to(self.device).eval()
         cfg = model.config
         self.config_dict = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-        all_res = residual_names(cfg.dec_depth, with_out=True)
+        all_res = decoder_locations(cfg.dec_depth, with_out=True)
         self.locations = _choose(
             params.locations,
             all_res,
-            {"residual": residual_names(cfg.dec_depth, with_out=False), "all": all_res},
+            {"residual": decoder_locations(cfg.dec_depth, with_out=False), "all": all_res},
             "locations",
         )
-        all_attn = attention_names(cfg.dec_depth)
+        all_attn = attention_locations(cfg.dec_depth)
         kinds = {
             "all": all_attn,
-            "self": [a for a in all_attn if a.endswith(".self")],
-            "cross": [a for a in all_attn if a.endswith(".cross")],
+            "self": [a for a in all_attn if split_location(a)[1] == "self"],
+            "cross": [a for a in all_attn if split_location(a)[1] == "cross"],
             "none": [],
         }
         self.attn_locations = _choose(params.attention, all_attn, kinds, "attention")
@@ -151,10 +170,42 @@ class ModelRunner:
 
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray) -> dict[str, Any]:
-        """rgb (B, V, H, W, 3) uint8 → the float32 arrays of `extract_shard.BatchFn`."""
+        """rgb (B, V, H, W, 3) uint8 → the float32 CPU arrays of `extract_shard.BatchFn`.
+
+        Captured tensors go straight to float32 on the CPU (one copy each), then into the
+        stacked (B, V, L, …) arrays, each freed as it is copied.
+        """
         x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
         x = x.permute(0, 1, 4, 2, 3).float() / 127.5 - 1  # (B, V, 3, H, W) in [-1, 1]
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.params.autocast)
         use_amp = amp is not None and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=use_amp):
-            return capture_arrays(self.model, x[:, 0], x[:, 1], self.locations, self.attn_locations)
+            (res1, res2), acts = capture(
+                self.model,
+                x[:, 0],
+                x[:, 1],
+                locations=["enc", *self.locations],
+                attention=self.attn_locations,
+                device="cpu",
+                dtype=torch.float32,
+            )
+        B, _, N, _ = acts["enc"].shape
+        cfg = self.model.config
+        return {
+            "enc": acts.stream.pop("enc").numpy(),
+            "acts": _stacked(acts.stream, self.locations, (B, 2, N, cfg.dec_embed_dim)),
+            "attn": _stacked(acts.attention, self.attn_locations, (B, 2, cfg.dec_num_heads, N, N)),
+            "pts3d": torch.stack([res1["pts3d"], res2["pts3d_in_other_view"]], 1).float().cpu().numpy(),
+            "conf": torch.stack([res1["conf"], res2["conf"]], 1).float().cpu().numpy(),
+        }
+
+
+def _stacked(captured: dict[str, torch.Tensor], names: list[str], shape: tuple[int, ...]) -> np.ndarray:
+    """Captured float32 tensors of `names`, each of `shape` (B, V, ...), → (B, V, L, ...), L = len(names).
+
+    Each tensor is dropped from `captured` once copied, so the result is the only extra copy.
+    """
+    out = np.empty((*shape[:2], len(names), *shape[2:]), np.float32)
+    for i, name in enumerate(names):
+        out[:, :, i] = captured.pop(name).numpy()
+    return out
