@@ -39,7 +39,9 @@ class TrainProbesParams:
     Attributes:
         kinds: probe kinds trained together ("mlp", "linear").
         locations: "all" (enc and every location of the store) or a list of names.
-        head: "pointmap" or "depth".
+        head: "pointmap" or "depth", the head of the `kinds` sets.
+        depth_kinds: kinds also trained, in the same pass, with the depth head (sets named
+            "depth-<kind>"): the depth-vs-pointmap comparison of the paper's Table 1.
         depth_beta: depth = beta · exp(raw) for depth probes.
         hidden, n_layers, shared_views: probe architecture (see ProbeSpec).
         train_splits, val_splits: pairs used for training and for validation, by scene split.
@@ -51,6 +53,7 @@ class TrainProbesParams:
     kinds: tuple[str, ...] = ("mlp",)
     locations: str | tuple[str, ...] = "all"
     head: str = "pointmap"
+    depth_kinds: tuple[str, ...] = ()
     depth_beta: float = 1.0
     hidden: int = 1024
     n_layers: int = 5
@@ -87,8 +90,9 @@ class TrainProbesParams:
 def build_sets(
     params: TrainProbesParams, widths: dict[str, int], grid: tuple[int, int], patch_size: int
 ) -> dict[str, ProbeSet]:
-    """One probe set per kind, at every location of `widths`."""
-    head = Head(params.head, beta=params.depth_beta)
+    """One probe set per kind (and per depth kind), at every location of `widths`."""
+    heads = [(kind, Head(params.head, beta=params.depth_beta)) for kind in params.kinds]
+    heads += [(kind, Head("depth", beta=params.depth_beta)) for kind in params.depth_kinds]
     specs = [
         ProbeSpec(
             kind,
@@ -101,10 +105,13 @@ def build_sets(
             shared_views=params.shared_views,
             seed=params.seed,
         )
-        for kind in params.kinds
+        for kind, head in heads
     ]
     if len({s.name for s in specs}) != len(specs):
-        raise ConfigError(f"train_probes.kinds lists a kind twice: {list(params.kinds)}")
+        raise ConfigError(
+            f"train_probes: a probe set is listed twice (kinds {list(params.kinds)}, head {params.head!r}, "
+            f"depth_kinds {list(params.depth_kinds)})"
+        )
     return {s.name: ProbeSet(s) for s in specs}
 
 

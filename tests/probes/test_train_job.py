@@ -76,6 +76,28 @@ def test_depth_probes_train_on_depth(tmp_path: Path, tiny_stores: tuple) -> None
     assert load_probes(tmp_path / "p" / "depth-linear").spec.head.beta == 3.0
 
 
+def test_pointmap_and_depth_probes_train_together_in_one_pass(tmp_path: Path, tiny_stores: tuple) -> None:
+    features, renders, _ = tiny_stores
+    params = TrainProbesParams(
+        kinds=("linear",), depth_kinds=("linear",), locations=("enc",), steps=2, batch_size=4
+    )
+    val = run_train_probes(
+        features, renders, tmp_path / "p", params, curves_dir=tmp_path / "c", progress=False
+    )
+    assert set(val) == {"linear", "depth-linear"}
+    assert load_probes(tmp_path / "p" / "linear").spec.head.name == "pointmap"
+    assert load_probes(tmp_path / "p" / "depth-linear").spec.head.name == "depth"
+    with pytest.raises(ConfigError, match=r"a probe set is listed twice"):
+        run_train_probes(
+            features,
+            renders,
+            tmp_path / "q",
+            TrainProbesParams(kinds=("linear",), head="depth", depth_kinds=("linear",), locations=("enc",)),
+            curves_dir=tmp_path / "c2",
+            progress=False,
+        )
+
+
 def test_params_refuse_unknown_keys_and_missing_probe_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"train_probes: unknown parameter\(s\) \['hiden'\]"):
         TrainProbesParams.from_dict({"hiden": 3})
