@@ -157,7 +157,7 @@ def evaluate_pairs(
     model = store_model(group, device=params.device, where=str(features)) if params.lens else None
     image_size = tuple(int(x) for x in group.attrs["image_size"])
     attn_locs = tuple(str(x) for x in group["attn_location"][:])
-    has_attention = attn_locs != ("none",)
+    has_attention = attn_locs not in ((), ("none",))  # stores before size-0 dims said "none"
     patch_size = image_size[0] // grid[0]
     results = PairResults(
         pairs=pairs,

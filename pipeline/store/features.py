@@ -33,7 +33,8 @@ class FeatureLayout:
         n_pairs: pairs (= the renders store's pairs).
         pairs_per_shard: pairs per shard file, the unit of work of one writer.
         locations: decoder residual-stream locations stored in `acts`, in order.
-        attn_locations: attention maps stored in `attn` (e.g. "b03.cross").
+        attn_locations: attention maps stored in `attn` (e.g. "b03.cross"); empty when
+            extract.attention is "none": the attention arrays then have attn_location = 0.
         image_size: (H, W) of the model input.
         patch_grid: (h, w); N = h * w tokens, row-major.
         enc_dim: encoder width (1024 for DUSt3R 224).
@@ -67,7 +68,7 @@ class FeatureLayout:
         return {
             "pair": self.n_pairs,
             "location": len(self.locations),
-            "attn_location": max(1, len(self.attn_locations)),
+            "attn_location": len(self.attn_locations),
             "token": n,
             "query": n,
             "key": n,
@@ -103,7 +104,7 @@ def create_features_store(
         coords={
             "view": np.array([1, 2]),
             "location": np.array(layout.locations, dtype=np.dtypes.StringDType()),
-            "attn_location": np.array(layout.attn_locations or ("none",), dtype=np.dtypes.StringDType()),
+            "attn_location": np.array(layout.attn_locations, dtype=np.dtypes.StringDType()),
             "percentile": np.array(PERCENTILES, dtype=np.float32),
         },
         overwrite=overwrite,
