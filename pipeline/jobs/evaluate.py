@@ -28,10 +28,10 @@ from pipeline.jobs.eval_attention import (
     register_scores,
     similarity_accuracy,
 )
-from pipeline.jobs.eval_model import store_model
 from pipeline.jobs.eval_params import EvaluateParams
 from pipeline.jobs.eval_pointmaps import score_batch
 from pipeline.jobs.eval_report import write_report
+from pipeline.jobs.extract_model import store_model
 from pipeline.jobs.train_probes import pick_device
 from pipeline.metrics.lens import head_lens
 from pipeline.probes.files import load_probes

@@ -2,20 +2,24 @@
 
 `ModelRunner` turns a batch of rendered pairs (uint8) into the float32 numpy arrays that
 `features_for_shard` encodes. It records the weights' identity for the store:
-"sha256:<hex>" of a checkpoint file, or "random-init:<config>:<seed>".
+"sha256:<hex>" of a checkpoint file, or "random-init:<config>:<seed>". `rebuild_model`
+and `store_model` give back the model that made a features store (for evaluate, intervene,
+report and the viewers), refusing one whose weights are not the recorded ones.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import zarr
 
-from pipeline.errors import ConfigError, ShapeError
+from pipeline.errors import ConfigError, SchemaError, ShapeError
 from pipeline.jobs.extract_params import ExtractParams
 from pipeline.model.checkpoint import HF_WEIGHTS, load_checkpoint
 from pipeline.model.dust3r import Dust3r
@@ -209,3 +213,67 @@ def _stacked(captured: dict[str, torch.Tensor], names: list[str], shape: tuple[i
     for i, name in enumerate(names):
         out[:, :, i] = captured.pop(name).numpy()
     return out
+
+
+def rebuild_model(
+    params: Mapping[str, Any],
+    weights: str | None,
+    *,
+    where: str,
+    device: str = "cpu",
+    checkpoint: Path | None = None,
+    hint: str = "",
+) -> tuple[Dust3r, str]:
+    """The model that extract `params` describe, in eval mode, and its weights identity.
+
+    Building from the recorded parameters gives back the same model (a checkpoint's sha256,
+    or the seeded random initialisation); a mismatch is refused rather than silently used.
+
+    Args:
+        params: the extract parameters recorded by a features store (or a probe set's copy).
+        weights: the weights identity recorded beside them (None: not checked).
+        where: the file the parameters come from, for messages.
+        device: "auto", "cpu" or "cuda[:i]".
+        checkpoint: use this checkpoint instead of the recorded one (e.g. a moved file).
+        hint: what to do about a mismatch, appended to the message.
+
+    Raises:
+        SchemaError: the rebuilt weights are not the recorded ones.
+
+    Example:
+        >>> model, weights = rebuild_model({"model": "tiny"}, "random-init:tiny:0", where="f.zarr")
+        >>> weights
+        'random-init:tiny:0'
+    """
+    raw = {**params, "device": device, **({"checkpoint": str(checkpoint)} if checkpoint else {})}
+    runner = ModelRunner.from_params(ExtractParams.from_dict(raw))
+    if weights is not None and runner.weights_id != weights:
+        raise SchemaError(
+            f"{where}: recorded model_weights {weights!r} but the parameters rebuild {runner.weights_id!r}"
+            + (f"; {hint}" if hint else "")
+        )
+    return runner.model.eval(), runner.weights_id
+
+
+def store_model(features: zarr.Group, *, device: str, where: str) -> Dust3r:
+    """The model that made a features store, in eval mode on `device`.
+
+    Args:
+        features: an open features store.
+        device: "auto", "cpu" or "cuda[:i]".
+        where: the store's path, for messages.
+
+    Raises:
+        SchemaError: the store lacks its extract parameters, or the rebuilt weights differ.
+
+    Example:
+        >>> store_model(group, device="cpu", where="data/features.zarr").config.dec_depth
+        12
+    """
+    params = features.attrs.get("params")
+    if not isinstance(params, dict):
+        raise SchemaError(f"{where}: no extract `params` attribute; cannot rebuild its model")
+    weights = features.attrs.get("model_weights")
+    if not isinstance(weights, str):
+        raise SchemaError(f"{where}: no `model_weights` attribute; cannot check the rebuilt model")
+    return rebuild_model(params, weights, where=where, device=device)[0]

@@ -16,12 +16,13 @@ from typing import Any
 import torch
 
 from pipeline.errors import ConfigError, Probe3rError
+from pipeline.jobs.extract_model import store_model
 from pipeline.probes.files import load_probes
 from pipeline.probes.probeset import ProbeSet
 from pipeline.probing.interventions import knockout_keys
 from pipeline.store.writer import open_store
 from pipeline.viz.attention_viewer import write_attention_viewer
-from pipeline.viz.live import probe_live, rebuild_model, rgb_to_input
+from pipeline.viz.live import probe_live, rgb_to_input
 from pipeline.viz.loaders import apply_probes, load_json, load_pair, pair_acts, pair_attention, weights_line
 from pipeline.viz.metrics_view import headline_numbers
 from pipeline.viz.pair import PairView
@@ -96,9 +97,7 @@ def _identity(
 def _knockout(features: Path, view: PairView, params: ReportParams, probes: ProbeSet) -> Section:
     """Fig. 13: rebuild the store's model, probe the last location with and without the knockout."""
     f = open_store(features, "features")
-    model, _ = rebuild_model(
-        f.attrs.get("params") or {}, f.attrs.get("model_weights"), where=str(features), device=params.device
-    )
+    model = store_model(f, device=params.device, where=str(features))
     heads = [h for h in params.knockout_heads if h < model.config.dec_num_heads]
     if not heads:
         raise ConfigError(

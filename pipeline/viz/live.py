@@ -1,8 +1,8 @@
 """Run DUSt3R live for the viewers: the user's photos, and knockouts on a stored pair.
 
-The model is rebuilt from the extract parameters a probe set (or a features store)
-records, so probes are applied to the network they were trained on: a checkpoint's sha256
-or the seeded random initialisation must match, or the run is refused.
+The model is rebuilt (by `extract_model.rebuild_model`) from the extract parameters a probe
+set records, so probes are applied to the network they were trained on: a checkpoint's
+sha256 or the seeded random initialisation must match, or the run is refused.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import torch
 from torch import Tensor
 
 from pipeline.errors import ConfigError, SchemaError
-from pipeline.jobs.extract_model import ModelRunner
-from pipeline.jobs.extract_params import ExtractParams
+from pipeline.jobs.extract_model import rebuild_model
 from pipeline.model.dust3r import Dust3r
 from pipeline.model.preprocess import SIZES, load_image
 from pipeline.probes.probeset import ProbeSet
@@ -27,40 +26,26 @@ from pipeline.viz.loaders import apply_probes, weights_line
 from pipeline.viz.pair import PairView, estimate_focal, similarity_transform
 
 
-def rebuild_model(
-    params: dict, weights: str | None, *, where: str, checkpoint: Path | None = None, device: str = "cpu"
-) -> tuple[Dust3r, str]:
-    """The model that extract `params` describe, in eval mode, and its weights identity.
-
-    Args:
-        params: the extract parameters recorded by a features store or a probe file.
-        weights: the weights identity recorded beside them (None: not checked).
-        where: the file the parameters come from, for messages.
-        checkpoint: use this checkpoint instead of the recorded one (e.g. moved file).
-        device: "auto", "cpu" or "cuda[:i]".
-
-    Raises:
-        SchemaError: the rebuilt weights are not the recorded ones.
-    """
-    raw = {**params, "device": device, **({"checkpoint": str(checkpoint)} if checkpoint else {})}
-    runner = ModelRunner.from_params(ExtractParams.from_dict(raw))
-    if weights is not None and runner.weights_id != weights:
-        raise SchemaError(
-            f"{where}: recorded model_weights {weights!r} but the parameters rebuild {runner.weights_id!r}; "
-            "pass the checkpoint the probes were trained on"
-        )
-    return runner.model.eval(), runner.weights_id
-
-
 def model_for_probes(
     probes: ProbeSet, *, where: str, checkpoint: Path | None, device: str
 ) -> tuple[Dust3r, str]:
-    """The model a probe set was trained on, from the features identity in its config.json."""
+    """The model a probe set was trained on and its weights identity, from its config.json.
+
+    The features identity recorded there is rebuilt by `extract_model.rebuild_model`.
+
+    Raises:
+        SchemaError: no extract parameters recorded, or the rebuilt weights are not the recorded ones.
+    """
     source = probes.meta.get("features") or {}
     if not isinstance(source.get("params"), dict):
         raise SchemaError(f"{where}: config.json records no extract parameters; cannot rebuild its model")
     return rebuild_model(
-        source["params"], source.get("model_weights"), where=where, checkpoint=checkpoint, device=device
+        source["params"],
+        source.get("model_weights"),
+        where=where,
+        checkpoint=checkpoint,
+        device=device,
+        hint="pass the checkpoint the probes were trained on",
     )
 
 
