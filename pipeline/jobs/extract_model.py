@@ -51,25 +51,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@torch.no_grad()
-def _reseed_heads(model: Dust3r, seed: int) -> Dust3r:
-    """Re-initialise the output heads in module order from `seed` (PyTorch's default init).
-
-    Works around `Dust3r.init_weights`, which initialises the heads while iterating a set of
-    modules: the order, and so the weights for a given seed, changes from build to build,
-    and a resumed extract must rebuild exactly the same random model.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    for head in (model.downstream_head1, model.downstream_head2):
-        for module in head.modules():
-            if isinstance(module, torch.nn.Linear | torch.nn.Conv2d | torch.nn.ConvTranspose2d):
-                bound = module.weight[0].numel() ** -0.5
-                module.weight.uniform_(-bound, bound, generator=generator)
-                if module.bias is not None:
-                    module.bias.uniform_(-bound, bound, generator=generator)
-    return model
-
-
 def decoder_locations(dec_depth: int, *, with_out: bool) -> list[str]:
     """The decoder stream locations `acts` can hold, in forward order (the store's `location` order).
 
@@ -148,7 +129,7 @@ class ModelRunner:
                 )
             return cls(model, checkpoint_sha256(path), params)
         get_config(params.model)  # unknown names fail here, with suggestions
-        model = _reseed_heads(build_model(params.model, seed=params.seed), params.seed)
+        model = build_model(params.model, seed=params.seed)  # the same weights on every build
         return cls(model, f"random-init:{params.model}:{params.seed}", params)
 
     def layout(self, *, n_pairs: int, image_size: tuple[int, int]) -> FeatureLayout:
