@@ -26,7 +26,16 @@ def test_root_help_lists_every_dvc_stage_as_a_command() -> None:
 def test_render_help_explains_each_option() -> None:
     result = runner.invoke(app, ["render", "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
-    for option in ("--params", "--out", "--source", "--n-pairs", "--seed", "--workers", "--scheduler", "--overwrite"):
+    for option in (
+        "--params",
+        "--out",
+        "--source",
+        "--n-pairs",
+        "--seed",
+        "--workers",
+        "--scheduler",
+        "--overwrite",
+    ):
         assert option in result.output
     assert "Resumable" in result.output
 
@@ -39,7 +48,12 @@ def _cmd_paths(cmd: str) -> set[str]:
 def test_dvc_stage_paths_on_the_command_line_match_deps_and_outs() -> None:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        entries = [*stage.get("deps", []), *stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]
+        entries = [
+            *stage.get("deps", []),
+            *stage.get("outs", []),
+            *stage.get("metrics", []),
+            *stage.get("plots", []),
+        ]
         declared = {next(iter(e)) if isinstance(e, dict) else e for e in entries}
         missing = _cmd_paths(stage["cmd"]) - declared
         assert not missing, f"stage {name}: paths on its cmd but not in deps/outs: {missing}"

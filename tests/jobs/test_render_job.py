@@ -21,7 +21,17 @@ from pipeline.errors import SchemaError
 from pipeline.jobs.render import STATUS_FAILED, STATUS_OK, RenderParams, run_render
 from pipeline.store.validate import validate_store
 
-ARRAYS = ("rgb", "depth", "valid", "pts3d_world", "pts3d_view1", "corr", "intrinsics", "cam_to_world", "overlap")
+ARRAYS = (
+    "rgb",
+    "depth",
+    "valid",
+    "pts3d_world",
+    "pts3d_view1",
+    "corr",
+    "intrinsics",
+    "cam_to_world",
+    "overlap",
+)
 SMALL = {"height": 24, "width": 32, "overlap": [0.1, 1.0], "min_clearance": 0.2}
 
 
@@ -76,7 +86,9 @@ def test_killed_run_resumes_to_the_same_arrays_as_an_uninterrupted_run(tmp_path:
     params_file = _write_params(tmp_path / "params.yaml", n_pairs=10, pairs_per_scene=1, pairs_per_shard=2)
     cmd = [sys.executable, "-m", "cli", "render", "--params", str(params_file), "--workers", "1"]
     killed = tmp_path / "killed.zarr"
-    proc = subprocess.Popen([*cmd, "--out", str(killed)], start_new_session=True, cwd=Path(__file__).parents[2])
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(killed)], start_new_session=True, cwd=Path(__file__).parents[2]
+    )
     status_chunks = killed / "status" / "c"  # a shard's status chunk appears when the shard is complete
     deadline = time.monotonic() + 120
     while not any(status_chunks.glob("*")) and proc.poll() is None and time.monotonic() < deadline:
@@ -95,7 +107,15 @@ def test_missing_scene_folder_is_a_clear_cli_error(tmp_path: Path) -> None:
     params_file = _write_params(tmp_path / "params.yaml", n_pairs=2)
     result = CliRunner().invoke(
         app,
-        ["render", "--params", str(params_file), "--source", str(tmp_path / "no_such_dir"), "--out", str(tmp_path / "r.zarr")],
+        [
+            "render",
+            "--params",
+            str(params_file),
+            "--source",
+            str(tmp_path / "no_such_dir"),
+            "--out",
+            str(tmp_path / "r.zarr"),
+        ],
     )
     assert result.exit_code != 0
     assert "no_such_dir" in str(result.exception) + result.output
@@ -105,7 +125,9 @@ def _box(path: Path, size: float) -> None:
     """A closed box room of edge `size` metres, normals pointing inward."""
     mesh = trimesh.creation.box(extents=(size, size, size))
     mesh.invert()
-    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.tile([200, 120, 40, 255], (len(mesh.vertices), 1)))
+    mesh.visual = trimesh.visual.ColorVisuals(
+        mesh, vertex_colors=np.tile([200, 120, 40, 255], (len(mesh.vertices), 1))
+    )
     mesh.export(path)
 
 
@@ -116,7 +138,14 @@ def test_unreadable_mesh_and_impossible_sampling_are_recorded_skips(tmp_path: Pa
     _box(root / "tiny.ply", 0.2)  # no camera fits 0.2 m from every wall
     _box(root / "room.ply", 4.0)
     params = RenderParams.from_dict(
-        {"source": str(tmp_path / "scenes"), "n_pairs": 6, "pairs_per_scene": 2, "pairs_per_shard": 2, **SMALL, "max_tries": 20}
+        {
+            "source": str(tmp_path / "scenes"),
+            "n_pairs": 6,
+            "pairs_per_scene": 2,
+            "pairs_per_shard": 2,
+            **SMALL,
+            "max_tries": 20,
+        }
     )
     summary = run_render(tmp_path / "r.zarr", params)
     group = zarr.open_group(str(tmp_path / "r.zarr"), mode="r")

@@ -91,9 +91,14 @@ def test_validation_reports_wrong_dtype(tmp_path: Path) -> None:
     make_renders(path)
     group = zarr.open_group(str(path), mode="r+")
     del group["depth"]
-    group.create_array("depth", shape=(6, 2, 8, 12), dtype="float64", dimension_names=("pair", "view", "y", "x"))
+    group.create_array(
+        "depth", shape=(6, 2, 8, 12), dtype="float64", dimension_names=("pair", "view", "y", "x")
+    )
     problems = validate_store(path)
-    assert any("array 'depth' has dtype float64 where store_schema.yaml (renders.depth) expects float32" in p for p in problems)
+    assert any(
+        "array 'depth' has dtype float64 where store_schema.yaml (renders.depth) expects float32" in p
+        for p in problems
+    )
 
 
 def test_validation_reports_wrong_dim_name(tmp_path: Path) -> None:
@@ -113,7 +118,10 @@ def test_validation_reports_missing_and_mistyped_attributes(tmp_path: Path) -> N
     del group.attrs["camera_convention"]
     group.attrs["n_pairs"] = "six"
     problems = validate_store(path)
-    assert f"{path}: missing attribute 'camera_convention' (str) required by store_schema.yaml (renders)" in problems
+    assert (
+        f"{path}: missing attribute 'camera_convention' (str) required by store_schema.yaml (renders)"
+        in problems
+    )
     assert f"{path}: attribute 'n_pairs' is str where store_schema.yaml (renders) expects int" in problems
     with pytest.raises(SchemaError, match="does not match the schema"):
         ensure_valid(path)
