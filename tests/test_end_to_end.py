@@ -86,6 +86,9 @@ def test_stores_are_valid_and_agree_on_pairs(repro: Path) -> None:
 def test_metrics_plots_probes_and_report_exist_and_say_random_init(repro: Path) -> None:
     metrics = json.loads((repro / "reports/metrics.json").read_text())
     assert metrics["n_pairs"] > 0 and "pointmap" in metrics
+    assert metrics["model_weights"] == "random-init:tiny:0"
+    intervene = json.loads((repro / "reports/intervene/metrics.json").read_text())
+    assert intervene["model_weights"] == "random-init:tiny:0"
     assert "metrics.json" in _dvc(["metrics", "show"], repro).stdout
     _dvc(["plots", "show", "--json"], repro)
     for kind in ("mlp", "linear"):
@@ -93,4 +96,3 @@ def test_metrics_plots_probes_and_report_exist_and_say_random_init(repro: Path) 
     html = (repro / "reports/report.html").read_text()
     assert "random-init" in html
     assert any((repro / "reports/viewers").glob("pair_*.html"))
-    assert (repro / "reports/intervene/metrics.json").is_file()

@@ -144,9 +144,15 @@ def register_metrics(results: PairResults, params: EvaluateParams) -> dict[str, 
     }
 
 
-def write_report(results: PairResults, params: EvaluateParams, out: Path) -> dict[str, Any]:
-    """Write out/metrics.json and the CSV files; returns the metrics (JSON types)."""
+def write_report(
+    results: PairResults, params: EvaluateParams, out: Path, identity: dict[str, str]
+) -> dict[str, Any]:
+    """Write out/metrics.json and the CSV files; returns the metrics (JSON types).
+
+    `identity` (model name and weights id of the features store) leads the file.
+    """
     metrics = {
+        **identity,
         "n_pairs": len(results.pairs),
         "splits": list(params.splits),
         "headline_px": params.headline_px,

@@ -31,7 +31,7 @@ from pipeline.jobs.eval_attention import (
 from pipeline.jobs.eval_params import EvaluateParams
 from pipeline.jobs.eval_pointmaps import score_batch
 from pipeline.jobs.eval_report import write_report
-from pipeline.jobs.extract_model import store_model
+from pipeline.jobs.extract_model import store_identity, store_model
 from pipeline.jobs.train_probes import pick_device
 from pipeline.metrics.lens import head_lens
 from pipeline.probes.files import load_probes
@@ -276,7 +276,7 @@ def run_evaluate(
     started = time.perf_counter()
     results = evaluate_pairs(features, renders, correspondences, probes, params, progress=progress)
     with _Timer(results, "aggregate_and_write"):
-        metrics = write_report(results, params, out)
+        metrics = write_report(results, params, out, store_identity(features))
     timings = dict(results.timings) | {"total": time.perf_counter() - started}
     log.info("%s: %d pairs evaluated in %.1f s", out, len(results.pairs), timings["total"])
     return {**metrics, "timings": timings}

@@ -32,6 +32,7 @@ from pipeline.probing.locations import (
     sublayer_locations,
 )
 from pipeline.store.features import FeatureLayout
+from pipeline.store.writer import open_store
 
 
 def checkpoint_sha256(path: Path) -> str:
@@ -258,3 +259,15 @@ def store_model(features: zarr.Group, *, device: str, where: str) -> Dust3r:
     if not isinstance(weights, str):
         raise SchemaError(f"{where}: no `model_weights` attribute; cannot check the rebuilt model")
     return rebuild_model(params, weights, where=where, device=device)[0]
+
+
+def store_identity(features: Path) -> dict[str, str]:
+    """The model name and weights id of a features store, for every report written from it.
+
+    Reports carry it so a number is never read without knowing it came from random weights.
+    """
+    attrs = open_store(features, "features").attrs
+    return {
+        "model_name": str(attrs.get("model_name", "")),
+        "model_weights": str(attrs.get("model_weights", "")),
+    }

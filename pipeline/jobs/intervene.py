@@ -27,7 +27,7 @@ from pipeline.jobs.eval_pointmaps import METRICS, score_batch
 from pipeline.jobs.eval_report import jsonable
 from pipeline.jobs.eval_tables import write_csv
 from pipeline.jobs.evaluate import probe_set_names, read_rows
-from pipeline.jobs.extract_model import store_model
+from pipeline.jobs.extract_model import store_identity, store_model
 from pipeline.metrics.bootstrap import bootstrap_mean
 from pipeline.probes.files import load_probes
 from pipeline.probing.capture import capture
@@ -188,7 +188,12 @@ def run_intervene(
                             per_loc[loc]["pred"].cpu().numpy()
                         )
     method_locs = {"model": [""]} | {n: list(s.spec.locations) for n, s in sets.items()}
-    result: dict[str, Any] = {"pairs": pairs, "knockouts": list(params.knockouts), "methods": {}}
+    result: dict[str, Any] = {
+        **store_identity(features),
+        "pairs": pairs,
+        "knockouts": list(params.knockouts),
+        "methods": {},
+    }
     rows = []
     for method, locs in method_locs.items():
         plain = {k: np.concatenate([b[k] for b in scores[(method, "plain")]]) for k in METRICS}
