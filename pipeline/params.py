@@ -6,6 +6,7 @@ every stage shares (seed, device). A stage sees `base` merged under its own sect
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,19 @@ def load_section(path: Path, section: str, *, base_keys: tuple[str, ...] = ()) -
 def apply_overrides(values: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     """Copy of `values` with every override that is not None put in place."""
     return {**values, **{k: v for k, v in overrides.items() if v is not None}}
+
+
+def section_kwargs(cls: type, section: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for the params dataclass `cls` from its params.yaml `section`.
+
+    Unknown keys are refused by name (a typo must not be ignored silently), and YAML lists
+    become tuples so the frozen dataclasses stay hashable.
+
+    Raises:
+        ConfigError: naming the section, the unknown keys and the known ones.
+    """
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{section}: unknown parameter(s) {unknown}; known: {sorted(known)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}

@@ -6,10 +6,11 @@ top-5 register keys as in the Appendix G knockout) and are stated choices elsewh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.params import section_kwargs
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,7 @@ class EvaluateParams:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> EvaluateParams:
         """Build from a params.yaml section; unknown keys are refused by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"evaluate: unknown parameter(s) {unknown}; known: {sorted(known)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        values = section_kwargs(cls, "evaluate", raw)
         for key in ("thresholds_px", "overlap_bins", "rotation_bins"):
             if key in values:
                 values[key] = tuple(float(x) for x in values[key])

@@ -7,10 +7,11 @@ left out: they change how fast a store is filled, not what it holds.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.params import section_kwargs
 
 AUTOCAST = ("none", "bf16", "fp16")
 RUN_ONLY = ("batch_size", "device")
@@ -78,11 +79,7 @@ class ExtractParams:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ExtractParams:
         """Build from a params.yaml section; unknown keys are refused by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"extract: unknown parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        return cls(**section_kwargs(cls, "extract", raw))
 
     def identity(self) -> dict[str, Any]:
         """JSON-safe dict of the content-deciding parameters (stored in the store's attrs)."""

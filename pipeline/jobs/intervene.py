@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from pipeline.jobs.eval_tables import write_csv
 from pipeline.jobs.evaluate import probe_set_names, read_rows
 from pipeline.jobs.extract_model import store_identity, store_model
 from pipeline.metrics.bootstrap import bootstrap_mean
+from pipeline.params import section_kwargs
 from pipeline.probes.files import load_probes
 from pipeline.probing.capture import capture
 from pipeline.probing.interventions import Intervention, ablate_heads, knockout_keys
@@ -72,11 +73,7 @@ class InterveneParams:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> InterveneParams:
         """Build from a params.yaml section; unknown keys are refused by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"intervene: unknown parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        return cls(**section_kwargs(cls, "intervene", raw))
 
 
 def _ints(text: str, spec: str) -> list[int]:

@@ -9,7 +9,7 @@ store's extract parameters. Any missing input is named in its section, not fatal
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 
 from pipeline.errors import ConfigError, Probe3rError
 from pipeline.jobs.extract_model import store_model
+from pipeline.params import section_kwargs
 from pipeline.probes.files import load_probes
 from pipeline.probes.probeset import ProbeSet
 from pipeline.probing.interventions import knockout_keys
@@ -70,11 +71,7 @@ class ReportParams:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ReportParams:
         """Build from a params.yaml section; unknown keys are refused by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"report: unknown parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        return cls(**section_kwargs(cls, "report", raw))
 
 
 def _identity(

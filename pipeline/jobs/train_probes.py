@@ -19,6 +19,7 @@ from torch import nn
 
 from pipeline.errors import ConfigError
 from pipeline.jobs.extract_model import pick_device
+from pipeline.params import section_kwargs
 from pipeline.probes.batches import ProbeSource
 from pipeline.probes.files import save_probes
 from pipeline.probes.heads import Head
@@ -76,11 +77,7 @@ class TrainProbesParams:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainProbesParams:
         """Build from a params.yaml section; unknown keys are refused by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"train_probes: unknown parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        return cls(**section_kwargs(cls, "train_probes", raw))
 
     def train_config(self) -> TrainConfig:
         names = {f.name for f in fields(TrainConfig)}
