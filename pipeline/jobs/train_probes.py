@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainProbesParams:
-    """params.yaml `train_probes:`.
+class TrainProbesParams(TrainConfig):
+    """params.yaml `train_probes:`: the training budget (TrainConfig's fields, inherited so
+    their defaults and checks live in one place) plus what to probe and where.
 
     Attributes:
         kinds: probe kinds trained together ("mlp", "linear").
@@ -48,7 +49,6 @@ class TrainProbesParams:
         train_splits, val_splits: pairs used for training and for validation, by scene split.
         prefetch: batches read ahead from the store.
         device: "auto" (cuda when available), "cpu" or "cuda[:i]".
-        The remaining fields are TrainConfig's.
     """
 
     kinds: tuple[str, ...] = ("mlp",)
@@ -63,16 +63,6 @@ class TrainProbesParams:
     val_splits: tuple[str, ...] = ("val",)
     prefetch: int = 2
     device: str = "auto"
-    steps: int = 1000
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    alpha: float = 0.2
-    val_every: int = 200
-    checkpoint_every: int = 200
-    seed: int = 0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainProbesParams:
