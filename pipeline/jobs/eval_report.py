@@ -19,7 +19,7 @@ from pipeline.jobs.eval_params import EvaluateParams
 from pipeline.jobs.eval_tables import write_tables
 from pipeline.metrics.bootstrap import bootstrap_mean
 from pipeline.metrics.correspondence import best_heads, correspondence_heads
-from pipeline.metrics.procrustes import contribution_locations, sublayer_contributions
+from pipeline.metrics.procrustes import bootstrap_contributions, contribution_locations
 from pipeline.metrics.registers import register_heads, sink_norm_overlap, sink_stability
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def with_interval(stats: dict[str, np.ndarray], name: str, index: tuple = ()) ->
 
 
 def pointmap_metrics(results: PairResults, params: EvaluateParams) -> dict[str, Any]:
-    """metrics.json "pointmap", "model" and "contributions" sections, and the means for plots."""
+    """metrics.json "pointmap", "model" and "contributions" sections."""
     pointmap: dict[str, dict[str, dict[str, float]]] = {}
     for method, m in results.methods.items():
         per_loc: dict[str, dict[str, float]] = {loc: {} for loc in m["locations"]}
@@ -66,13 +66,27 @@ def pointmap_metrics(results: PairResults, params: EvaluateParams) -> dict[str, 
             for j, loc in enumerate(m["locations"]):
                 per_loc[loc].update(with_interval(stats, metric, (j,)))
         pointmap[method] = per_loc
-    contributions = {}
-    for method, per_loc in pointmap.items():
-        errors = {loc: v["procrustes_v2_error"] for loc, v in per_loc.items() if "procrustes_v2_error" in v}
-        if all(loc in errors for loc in contribution_locations(results.dec_depth)):
-            contributions[method] = sublayer_contributions(errors, results.dec_depth)
     model = pointmap.pop("model", {}).get("", {})
-    return {"pointmap": pointmap, "model": model, "contributions": contributions}
+    return {"pointmap": pointmap, "model": model, "contributions": contribution_metrics(results, params)}
+
+
+def contribution_metrics(results: PairResults, params: EvaluateParams) -> dict[str, Any]:
+    """metrics.json "contributions": per method probed at dec_in and every block, with bootstrap intervals."""
+    wanted = contribution_locations(results.dec_depth)
+    out = {}
+    for method, m in results.methods.items():
+        errors = m["values"]["procrustes_v2_error"]
+        if np.isnan(errors).all() or not set(wanted) <= set(m["locations"]):
+            continue
+        cols = [m["locations"].index(loc) for loc in wanted]
+        out[method] = bootstrap_contributions(
+            errors[:, cols],
+            results.dec_depth,
+            n_boot=params.n_boot,
+            confidence=params.confidence,
+            seed=params.seed,
+        )
+    return out
 
 
 def correspondence_metrics(results: PairResults, params: EvaluateParams) -> dict[str, Any]:

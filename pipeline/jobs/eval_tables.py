@@ -58,8 +58,13 @@ def write_plots(results: PairResults, metrics: dict[str, Any], params: EvaluateP
     contrib = metrics["contributions"]
     if contrib:
         blocks = list(next(iter(contrib.values()))["per_block"])
-        rows = [[i, loc] + [contrib[m]["per_block"][loc] for m in contrib] for i, loc in enumerate(blocks)]
-        write_csv(out / "plots" / "contributions.csv", ["index", "location", *contrib], rows)
+        suffixes = ("", "_lo", "_hi")
+        cols = [f"{m}{s}" for m in contrib for s in suffixes]
+        rows = [
+            [i, loc] + [_value(contrib[m][f"per_block{s}"], loc) for m in contrib for s in suffixes]
+            for i, loc in enumerate(blocks)
+        ]
+        write_csv(out / "plots" / "contributions.csv", ["index", "location", *cols], rows)
     corr = metrics["correspondence"]
     key = f"accuracy_{params.headline_px:g}px"
     sources = [s for s in ("attention", "attention_compact") if s in corr]

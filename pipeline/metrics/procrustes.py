@@ -9,11 +9,14 @@ view 2's intra-view geometry, the quantity the paper follows through the decoder
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from pipeline.errors import ConfigError, ShapeError
+from pipeline.metrics.bootstrap import bootstrap_of_means
 from pipeline.metrics.pointmap import ssi_point_errors
 from pipeline.probing.locations import SUBLAYERS, block_name
 
@@ -116,7 +119,7 @@ def previous_location(block: int, sublayer: str) -> str:
     return f"{block_name(block)}.{SUBLAYERS[SUBLAYERS.index(sublayer) - 1]}"
 
 
-def sublayer_contributions(errors: Mapping[str, float], dec_depth: int) -> dict[str, object]:
+def sublayer_contributions(errors: Mapping[str, float | np.ndarray], dec_depth: int) -> dict[str, Any]:
     """What each sublayer changes in an error, per block and summed by type, relative to dec_in.
 
     contribution(bXX.s) = (error after bXX.s - error before it) / error at dec_in; the
@@ -124,7 +127,8 @@ def sublayer_contributions(errors: Mapping[str, float], dec_depth: int) -> dict[
 
     Args:
         errors: location -> error (e.g. mean Procrustes view-2 error) with dec_in and every
-            bXX.self/cross/mlp of the `dec_depth` blocks.
+            bXX.self/cross/mlp of the `dec_depth` blocks; floats, or arrays of one shape
+            (e.g. one mean per bootstrap resample), computed elementwise.
         dec_depth: decoder blocks.
 
     Returns:
@@ -149,3 +153,41 @@ def sublayer_contributions(errors: Mapping[str, float], dec_depth: int) -> dict[
 def contribution_locations(dec_depth: int) -> list[str]:
     """dec_in and every block's three residual locations: what `sublayer_contributions` reads."""
     return ["dec_in"] + [f"{block_name(b)}.{s}" for b in range(dec_depth) for s in SUBLAYERS]
+
+
+def bootstrap_contributions(
+    errors: np.ndarray, dec_depth: int, *, n_boot: int, confidence: float, seed: int
+) -> dict[str, dict[str, float]]:
+    """`sublayer_contributions` of the mean errors over pairs, with percentile bootstrap intervals.
+
+    A contribution is a ratio of differences of means, not a mean over pairs, so each
+    resample of pairs recomputes every location's mean error and then the contributions
+    (`bootstrap_of_means`); the draws are those of `bootstrap_mean` for the same seed.
+
+    Args:
+        errors: (P, 1 + 3 * dec_depth) per-pair errors at `contribution_locations(dec_depth)`,
+            in that order; NaN where a pair has none.
+        dec_depth: decoder blocks.
+        n_boot, confidence, seed: the bootstrap's settings (`bootstrap_mean`).
+
+    Returns:
+        "per_block", "total" as in `sublayer_contributions`, and the interval bounds
+        "per_block_lo", "per_block_hi", "total_lo", "total_hi" under the same keys.
+    """
+    locations = contribution_locations(dec_depth)
+    if errors.ndim != 2 or errors.shape[1] != len(locations):
+        raise ShapeError(f"errors: expected (P, {len(locations)}) for {dec_depth} blocks, got {errors.shape}")
+    names = [f"{block_name(b)}.{s}" for b in range(dec_depth) for s in SUBLAYERS]
+
+    def statistic(means: np.ndarray) -> np.ndarray:
+        c = sublayer_contributions({loc: means[..., i] for i, loc in enumerate(locations)}, dec_depth)
+        return np.stack([c["per_block"][k] for k in names] + [c["total"][s] for s in SUBLAYERS], -1)
+
+    out = bootstrap_of_means(errors, statistic, n_boot=n_boot, confidence=confidence, seed=seed)
+    parts = {"per_block": (names, slice(0, len(names))), "total": (SUBLAYERS, slice(len(names), None))}
+    suffixes = {"": "value", "_lo": "low", "_hi": "high"}
+    return {
+        f"{part}{suffix}": dict(zip(keys, out[stat][cols].tolist(), strict=True))
+        for part, (keys, cols) in parts.items()
+        for suffix, stat in suffixes.items()
+    }

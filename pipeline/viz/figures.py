@@ -61,13 +61,24 @@ def _plot_series(
         ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
-def fig_aligned_error(errors: Mapping[str, Stat], contributions: Mapping[str, float]) -> Figure:
+def interval_text(s: Stat, scale: float = 100) -> str:
+    """A Stat's interval as " [lo, hi]" (times `scale`: percent), or "" when it has none."""
+    return f" [{scale * s.low:+.0f}, {scale * s.high:+.0f}]" if np.isfinite([s.low, s.high]).all() else ""
+
+
+def fig_aligned_error(
+    errors: Mapping[str, Stat], contributions: Mapping[str, Stat], totals: Mapping[str, Stat] | None = None
+) -> Figure:
     """Fig. 4: Procrustes-aligned view-2 error per location, and each sublayer's change.
 
     Args:
         errors: location → aligned view-2 error (dec_in, bXX.self/cross/mlp, optionally enc).
         contributions: "bXX.self"/"bXX.cross"/"bXX.mlp" → (error after - error before) /
-            error at dec_in, as `pipeline.metrics.procrustes.sublayer_contributions` gives.
+            error at dec_in, as `pipeline.metrics.procrustes.sublayer_contributions` gives,
+            with its bootstrap interval (drawn as whiskers where finite).
+        totals: "self"/"cross"/"mlp" → the sum per type with its interval, shown in the
+            legend; without it the legend sums the per-block values (no interval: the
+            interval of a sum is not the sum of intervals).
 
     Raises:
         ConfigError: no error at any location.
@@ -85,14 +96,18 @@ def fig_aligned_error(errors: Mapping[str, Stat], contributions: Mapping[str, fl
     blocks = sorted({k.split(".")[0] for k in contributions})
     width = 0.27
     for j, sub in enumerate(SUBLAYER_COLOURS):
-        vals = [100 * contributions.get(f"{b}.{sub}", np.nan) for b in blocks]
-        total = np.nansum(vals)
+        bars = [contributions.get(f"{b}.{sub}", Stat(np.nan)) for b in blocks]
+        vals = 100 * np.array(bars, dtype=np.float64).reshape(-1, 3)  # (blocks, mean/low/high)
+        whiskers = np.abs(vals[:, 1:].T - vals[:, 0])  # (2, blocks); NaN (no whisker) without an interval
+        total = (totals or {}).get(sub, Stat(float(np.nansum(vals[:, 0])) / 100))
         ax2.bar(
             np.arange(len(blocks)) + (j - 1) * width,
-            vals,
+            vals[:, 0],
             width,
+            yerr=whiskers,
+            error_kw={"elinewidth": 0.8, "capsize": 1.5},
             color=SUBLAYER_COLOURS[sub],
-            label=f"{SUBLAYER_NAMES[sub]} (total {total:+.0f}%)",
+            label=f"{SUBLAYER_NAMES[sub]} (total {100 * total.mean:+.0f}%{interval_text(total)})",
         )
     ax2.axhline(0, color="black", linewidth=0.6)
     ax2.set_xticks(range(len(blocks)), blocks, rotation=60, fontsize=8)

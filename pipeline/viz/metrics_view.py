@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import SchemaError, StoreNotFoundError
-from pipeline.viz.figures import Stat
+from pipeline.viz.figures import Stat, interval_text
 
 QUERY_DIRECTION = "v2_to_v1"  # queries of view 2 attending to view 1, as in the paper
 
@@ -58,11 +58,30 @@ def per_location(metrics: Mapping[str, Any], method: str, metric: str, *, where:
 
 def aligned_error_inputs(
     metrics: Mapping[str, Any], method: str, *, where: str
-) -> tuple[dict[str, Stat], dict[str, float]]:
-    """Fig. 4's inputs: Procrustes view-2 error per location and per-block contributions."""
+) -> tuple[dict[str, Stat], dict[str, Stat], dict[str, Stat]]:
+    """Fig. 4's inputs: Procrustes view-2 error per location, per-block contributions and their totals.
+
+    Contributions keep their bootstrap intervals (`per_block_lo`, `per_block_hi`, …) where
+    metrics.json has them (NaN bounds otherwise).
+    """
     errors = per_location(metrics, method, "procrustes_v2_error", where=where)
-    per_block = _section(metrics, "contributions", method, "per_block", where=where)
-    return {k: v for k, v in errors.items() if not k.endswith(".out")}, dict(per_block)
+    _section(metrics, "contributions", method, "per_block", where=where)
+    contrib = metrics["contributions"][method]
+    return (
+        {k: v for k, v in errors.items() if not k.endswith(".out")},
+        contribution_stats(contrib, "per_block"),
+        contribution_stats(contrib, "total"),
+    )
+
+
+def contribution_stats(contrib: Mapping[str, Any], part: str) -> dict[str, Stat]:
+    """key → Stat of metrics.json `contributions.<method>.<part>` with `<part>_lo`/`<part>_hi` bounds."""
+    bounds = [contrib.get(f"{part}{s}", {}) for s in ("_lo", "_hi")]
+    return {
+        key: Stat(float(value), *(float("nan") if b.get(key) is None else float(b[key]) for b in bounds))
+        for key, value in contrib.get(part, {}).items()
+        if value is not None
+    }
 
 
 def ssi_inputs(
@@ -152,9 +171,9 @@ def headline_numbers(metrics: Mapping[str, Any], method: str) -> list[tuple[str,
             out.append((f"SSI pointmap error, {method} probe at {loc}", s))
     if s := stat(metrics.get("model", {}), "ssi_error"):
         out.append(("SSI pointmap error of the model's own output", s))
-    total = metrics.get("contributions", {}).get(method, {}).get("total", {})
-    if total:
-        text = ", ".join(f"{k} {100 * v:+.0f}%" for k, v in total.items())
+    totals = contribution_stats(metrics.get("contributions", {}).get(method, {}), "total")
+    if totals:
+        text = ", ".join(f"{k} {100 * s.mean:+.0f}%{interval_text(s)}" for k, s in totals.items())
         out.append(
             (
                 "change of the aligned view-2 error per sublayer type (paper: self −94%, cross +11%, MLP +7%)",

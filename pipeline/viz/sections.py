@@ -30,7 +30,8 @@ CAPTIONS = {
     "fig3": "Both views' pointmaps decoded by the probes at each location (view 1's frame, each "
     "pointmap at its own scale), then the model's output and the ground truth.",
     "fig4": "(a) View-2 error after weighted Procrustes alignment to the GT at each location; "
-    "(b) change across each sublayer relative to the error at dec_in (paper: self-attention -94%).",
+    "(b) change across each sublayer relative to the error at dec_in (paper: self-attention -94%); "
+    "shaded band and whiskers: bootstrap intervals over pairs.",
     "fig5": "Share of view-2 query patches whose cross-attention argmax (best head of each block) "
     "lands within the threshold of the GT corresponding patch; dashed: cosine similarity of tokens.",
     "fig8": "Scale-shift invariant pointmap error per location: (a) MLP vs linear probe; (b) probing "
@@ -65,8 +66,9 @@ def metrics_sections(
     where = "metrics.json"
 
     def fig4() -> Section:
-        errors, contributions = aligned_error_inputs(metrics, method, where=where)
-        return Section(titles["fig4"], CAPTIONS["fig4"], figure_png(fig_aligned_error(errors, contributions)))
+        errors, contributions, totals = aligned_error_inputs(metrics, method, where=where)
+        fig = fig_aligned_error(errors, contributions, totals)
+        return Section(titles["fig4"], CAPTIONS["fig4"], figure_png(fig))
 
     def fig5() -> Section:
         corr = correspondence_inputs(metrics, where=where)

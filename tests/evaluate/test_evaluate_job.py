@@ -57,7 +57,13 @@ def test_metrics_json_keys(report: tuple[Path, dict]) -> None:
     assert entry["ssi_error_lo"] <= entry["ssi_error"] <= entry["ssi_error_hi"]
     assert "ssi_error" not in metrics["pointmap"]["depth-mlp"]["b01.cross"]
     assert "depth_abs_rel" in metrics["pointmap"]["depth-mlp"]["b01.cross"]
-    assert set(metrics["contributions"]["mlp"]["total"]) == {"self", "cross", "mlp"}
+    contrib = metrics["contributions"]["mlp"]
+    assert set(contrib) == {f"{p}{s}" for p in ("per_block", "total") for s in ("", "_lo", "_hi")}
+    assert set(contrib["total"]) == {"self", "cross", "mlp"}
+    for part in ("per_block", "total"):
+        for key, value in contrib[part].items():
+            assert contrib[f"{part}_lo"][key] <= value <= contrib[f"{part}_hi"][key], key
+    assert set(metrics["contributions"]) == {"mlp", "linear", "lens"}
     assert metrics["model"]["ssi_error"] >= 0
     corr = metrics["correspondence"]
     assert set(corr) == {"attention", "attention_compact", "similarity"}
@@ -107,6 +113,10 @@ def test_plots_and_pair_tables(report: tuple[Path, dict]) -> None:
         assert (out / "plots" / f"{name}.csv").is_file(), name
     ssi = read_csv(out / "plots" / "ssi_error.csv")
     assert ssi[0]["location"] == "enc" and {"mlp", "linear", "lens", "mlp_lo"} <= set(ssi[0])
+    contrib = read_csv(out / "plots" / "contributions.csv")
+    assert [r["location"] for r in contrib] == residual_locations(TINY_DEPTH)[2:]
+    assert {"mlp", "mlp_lo", "mlp_hi", "lens_hi"} <= set(contrib[0])
+    assert float(contrib[0]["mlp_lo"]) <= float(contrib[0]["mlp"]) <= float(contrib[0]["mlp_hi"])
     curve = read_csv(out / "plots" / "correspondence_curve.csv")
     assert [float(r["threshold_px"]) for r in curve] == list(EvaluateParams().thresholds_px)
     binned = read_csv(out / "plots" / "binned.csv")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.metrics.bootstrap import binned_means, bootstrap_mean
+from pipeline.metrics.bootstrap import binned_means, bootstrap_mean, bootstrap_of_means
 
 
 def test_mean_interval_and_nan() -> None:
@@ -37,3 +37,16 @@ def test_bins() -> None:
     assert bins[0]["mean"][0] == pytest.approx(0.5) and bins[1]["mean"][0] == pytest.approx(3.0)
     with pytest.raises(ConfigError, match="increasing"):
         binned_means(values, key, [1.0, 0.5])
+
+
+def test_statistic_of_means_shares_the_draws_of_the_mean() -> None:
+    values = np.random.default_rng(2).normal(size=(25, 3))
+    values[3, 1] = np.nan
+    plain = bootstrap_mean(values, n_boot=200, seed=4)
+    same = bootstrap_of_means(values, lambda m: m, n_boot=200, seed=4)
+    np.testing.assert_array_equal(same["value"], plain["mean"])
+    np.testing.assert_allclose(same["low"], plain["low"], rtol=1e-12)
+    np.testing.assert_allclose(same["high"], plain["high"], rtol=1e-12)
+    ratio = bootstrap_of_means(values, lambda m: m[..., :1] / m[..., 2:], n_boot=200, seed=4)
+    assert ratio["value"] == pytest.approx(plain["mean"][0] / plain["mean"][2])
+    assert ratio["low"][0] < ratio["value"][0] < ratio["high"][0]

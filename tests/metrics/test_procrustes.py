@@ -8,9 +8,11 @@ import torch
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.transform import Rotation
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ShapeError
 from pipeline.metrics.pointmap import ssi_point_errors
 from pipeline.metrics.procrustes import (
+    bootstrap_contributions,
+    contribution_locations,
     procrustes_point_errors,
     procrustes_view2_error,
     sublayer_contributions,
@@ -114,3 +116,70 @@ class TestContributions:
     def test_missing_location(self) -> None:
         with pytest.raises(ConfigError, match="missing"):
             sublayer_contributions({"dec_in": 1.0}, 1)
+
+
+def contributions_by_hand(means: np.ndarray, dec_depth: int) -> np.ndarray:
+    """Per-block contributions then per-type totals from means at dec_in, b00.self, ... (a plain loop)."""
+    per_block = [(means[1 + i] - means[i]) / means[0] for i in range(3 * dec_depth)]
+    totals = [sum(per_block[s::3]) for s in range(3)]
+    return np.array(per_block + totals)
+
+
+def synthetic_errors(n_pairs: int, dec_depth: int, seed: int) -> np.ndarray:
+    """(P, 1 + 3 * depth) positive per-pair errors that fall through the blocks, with pair noise."""
+    rng = np.random.default_rng(seed)
+    trend = np.linspace(1.0, 0.3, 1 + 3 * dec_depth)
+    return trend * rng.lognormal(0.0, 0.3, size=(n_pairs, 1)) + rng.normal(0, 0.05, (n_pairs, len(trend)))
+
+
+class TestBootstrapContributions:
+    def test_equals_an_independent_numpy_bootstrap(self) -> None:
+        errors = synthetic_errors(30, 3, seed=0)
+        errors[4, 2] = np.nan  # a pair without a value at one location is left out of that mean
+        n_boot, seed, confidence = 300, 7, 0.9
+        out = bootstrap_contributions(errors, 3, n_boot=n_boot, confidence=confidence, seed=seed)
+        rng = np.random.default_rng(seed)
+        boot = np.stack(
+            [contributions_by_hand(np.nanmean(errors[rng.integers(0, 30, 30)], 0), 3) for _ in range(n_boot)]
+        )
+        low, high = np.percentile(boot, [5, 95], axis=0)
+        value = contributions_by_hand(np.nanmean(errors, 0), 3)
+        names = list(out["per_block"])
+        assert names == contribution_locations(3)[1:]
+        for suffix, expected in (("", value), ("_lo", low), ("_hi", high)):
+            got = [out[f"per_block{suffix}"][k] for k in names] + [
+                out[f"total{suffix}"][s] for s in ("self", "cross", "mlp")
+            ]
+            np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12, err_msg=suffix)
+
+    def test_point_value_is_the_contribution_of_the_means(self) -> None:
+        errors = synthetic_errors(20, 2, seed=1)
+        out = bootstrap_contributions(errors, 2, n_boot=50, confidence=0.95, seed=0)
+        means = dict(zip(contribution_locations(2), errors.mean(0), strict=True))
+        expected = sublayer_contributions(means, 2)
+        assert out["per_block"] == pytest.approx(expected["per_block"], rel=1e-12)
+        assert out["total"] == pytest.approx(expected["total"], rel=1e-12)
+
+    def test_interval_holds_the_value_and_shrinks_with_more_pairs(self) -> None:
+        widths = []
+        for n_pairs in (10, 100, 1000):
+            out = bootstrap_contributions(
+                synthetic_errors(n_pairs, 2, seed=2), 2, n_boot=400, confidence=0.95, seed=0
+            )
+            for part in ("per_block", "total"):
+                for key, value in out[part].items():
+                    assert out[f"{part}_lo"][key] <= value <= out[f"{part}_hi"][key], (n_pairs, key)
+            widths.append(out["total_hi"]["self"] - out["total_lo"]["self"])
+        assert widths[0] > 2 * widths[1] > 4 * widths[2] > 0
+
+    def test_identical_pairs_give_zero_width(self) -> None:
+        errors = np.tile(synthetic_errors(1, 2, seed=3), (12, 1))
+        out = bootstrap_contributions(errors, 2, n_boot=100, confidence=0.95, seed=0)
+        for part in ("per_block", "total"):
+            for key, value in out[part].items():
+                assert out[f"{part}_lo"][key] == pytest.approx(value, abs=1e-12)
+                assert out[f"{part}_hi"][key] == pytest.approx(value, abs=1e-12)
+
+    def test_wrong_width_is_refused(self) -> None:
+        with pytest.raises(ShapeError, match=r"expected \(P, 7\)"):
+            bootstrap_contributions(np.ones((5, 6)), 2, n_boot=10, confidence=0.95, seed=0)

@@ -39,13 +39,26 @@ def assert_picture(path: Path) -> None:
 
 def test_aligned_error_and_contributions(tmp_path: Path) -> None:
     contributions = {
-        f"b{b:02d}.{s}": (-0.3 if s == "self" else 0.04)
+        f"b{b:02d}.{s}": Stat(-0.3, -0.35, -0.2) if s == "self" else Stat(0.04)
         for b in range(DEPTH)
         for s in ("self", "cross", "mlp")
     }
     fig = fig_aligned_error(stats(RESIDUAL[1:], 0.5), contributions)
     assert_picture(save_figure(fig, tmp_path / "fig4.png"))
-    assert "total -120%" in fig.axes[1].get_legend().get_texts()[0].get_text()
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "total -120%)" in legend[0]  # summed per block: no interval for a sum
+    whiskers = [c for c in fig.axes[1].containers if getattr(c, "has_yerr", False)]
+    segments = whiskers[0].lines[2][0].get_segments()  # self-attention bars: -35% to -20%
+    assert len(segments) == DEPTH and all(tuple(np.round(seg[:, 1], 6)) == (-35.0, -20.0) for seg in segments)
+    totals = {"self": Stat(-1.2, -1.3, -1.1), "cross": Stat(0.16), "mlp": Stat(0.16)}
+    legend = [
+        t.get_text()
+        for t in fig_aligned_error(stats(RESIDUAL[1:], 0.5), contributions, totals)
+        .axes[1]
+        .get_legend()
+        .get_texts()
+    ]
+    assert "total -120% [-130, -110])" in legend[0] and "total +16%)" in legend[1]
     with pytest.raises(ConfigError, match="no aligned error"):
         fig_aligned_error({}, contributions)
 

@@ -55,6 +55,8 @@ def fake_metrics() -> dict:
                     for s in ("self", "cross", "mlp")
                 },
                 "total": {"self": -0.8, "cross": 0.12, "mlp": 0.12},
+                "total_lo": {"self": -0.9, "cross": 0.05, "mlp": None},
+                "total_hi": {"self": -0.7, "cross": 0.2, "mlp": None},
             }
         },
         "correspondence": {
@@ -118,6 +120,8 @@ def test_headline_numbers_read_intervals_and_contributions() -> None:
     numbers = dict(headline_numbers(fake_metrics(), "mlp"))
     assert numbers["SSI pointmap error, mlp probe at enc"].low == pytest.approx(0.45)
     assert any("best head of b03" in label for label in numbers)
+    change = next(v for k, v in numbers.items() if k.startswith("change of the aligned view-2 error"))
+    assert change == "self -80% [-90, -70], cross +12% [+5, +20], mlp +12%"
 
 
 def test_report_params_refuse_unknown_keys() -> None:
