@@ -72,7 +72,7 @@ def attention_table(p: np.ndarray, label: str) -> None:
         size = sum(len(zstd.encode(np.ascontiguousarray(v))) for v in parts.values())
         q = attention_codec.decode(parts, name, p.shape[-1])
         lost = float(np.maximum(p - q, 0).sum(-1).mean()) if name == "topk" else 0.0
-        kept = attention_codec.argmax_preserved(p, q)
+        kept = attention_codec.argmax_preserved(p, parts, q)
         print(
             f"  {name if name != 'topk' else 'topk-8':<14}{fp16 / size:>20.1f}{np.abs(q - p).max():>14.2e}{kept:>13.4f}{lost:>11.3f}"
         )
@@ -137,7 +137,7 @@ def main() -> None:
     runner(rgb[: args.batch_size])  # warm-up
     t = time.perf_counter()
     for i in range(0, n, args.batch_size):
-        batch = runner(rgb[i : i + args.batch_size])
+        batch = {k: v.numpy() for k, v in runner(rgb[i : i + args.batch_size]).items()}
     forward = n / (time.perf_counter() - t)
 
     layout = runner.layout(n_pairs=n, image_size=(size, size))
@@ -178,7 +178,7 @@ def main() -> None:
         f" {total / dt / 1e6:.1f} MB/s stored"
     )
     print("\n  bytes per pair stored, and compression ratio")
-    for name in ("acts", "enc", "attn", "attn_scale", "pts3d", "conf", "token_norm"):
+    for name in ("acts", "enc", "attn", "attn_argmax", "pts3d", "conf", "token_norm"):
         a = stored[name]
         print(
             f"  {name:<12}{a.nbytes_stored() / n / 1e6:9.3f} MB   ratio {a.nbytes / a.nbytes_stored():5.2f}"

@@ -1,9 +1,9 @@
 """Score a batch's attention maps: correspondence accuracy per head, token similarity, registers.
 
-The compact maps (`attn`, uint8 with each row's maximum at 255) keep every row's argmax, so
-correspondence accuracy is computed on the codes directly; the full float16 maps, where
-the store has them, give the same numbers (a test checks it). Register scores need the
-probabilities, decoded from the compact form.
+The compact form stores every row's exact argmax (`attn_argmax`) beside the uint8 maps, so
+correspondence accuracy from it is exact; the full float16 maps, where the store has them,
+give the same numbers (a test checks it). Register scores need the probabilities, decoded
+from the uint8 maps (within 1/510).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pipeline.metrics.correspondence import accuracy_at, match_errors, similarit
 from pipeline.metrics.procrustes import previous_location
 from pipeline.metrics.registers import head_scores, high_norm_tokens, sink_tokens
 from pipeline.probing.locations import split_location
-from pipeline.store.attention_codec import decode_rowmax_uint8
+from pipeline.store.attention_codec import decode_uint8
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class AttentionLayout:
 
 
 def correspondence_accuracy(
-    codes: np.ndarray,
+    argmax: np.ndarray,
     full: np.ndarray | None,
     gt: np.ndarray,
     layout: AttentionLayout,
@@ -67,7 +67,7 @@ def correspondence_accuracy(
     """Accuracy curves of every cross-attention head, both view directions.
 
     Args:
-        codes: (B, V, La, A, Q, K) compact attention of the batch.
+        argmax: (B, V, La, A, Q) exact argmax of every attention row (`attn_argmax`).
         full: (B, V, La, A, Q, K) full float16 maps, NaN for pairs without them; None: none at all.
         gt: (B, V, Q) patch_match of each view's patches into the other view (-1: none).
         layout: the store's layout.
@@ -80,7 +80,7 @@ def correspondence_accuracy(
     cross = layout.cross
     p = layout.patch_size
     gt_b = gt[:, :, None, None, :]  # (B, V, 1, 1, Q)
-    compact = accuracy_at(match_errors(codes[:, :, cross].argmax(-1), gt_b, layout.grid, p), thresholds)
+    compact = accuracy_at(match_errors(argmax[:, :, cross].astype(np.int64), gt_b, layout.grid, p), thresholds)
     out = {"attention_compact": compact, "attention": np.full_like(compact, np.nan)}
     if full is not None:
         sub = full[:, :, cross]  # (B, V, C, A, Q, K)
@@ -119,7 +119,6 @@ def similarity_accuracy(
 
 def register_scores(
     codes: np.ndarray,
-    scale: np.ndarray,
     token_norm: np.ndarray,
     layout: AttentionLayout,
     params: EvaluateParams,
@@ -127,8 +126,7 @@ def register_scores(
     """Register-head scores and sink / high-norm tokens of every attention map of a batch.
 
     Args:
-        codes: (B, V, La, A, Q, K) compact attention.
-        scale: (B, V, La, A, Q) its row maxima.
+        codes: (B, V, La, A, Q, K) compact attention (uint8, p * 255).
         token_norm: (B, V, L, N) norms of the stored stream tokens.
         layout: the store's layout.
         params: thresholds (register_top_k, sink_factor, high_norm_factor).
@@ -137,7 +135,7 @@ def register_scores(
         "independence", "topk_mass": (B, V, La, A); "sinks", "high_norm": (B, V, La, K) bool,
         the latter for the tokens the keys are read from (False where that stream is not stored).
     """
-    probs = decode_rowmax_uint8(codes, scale)
+    probs = decode_uint8(codes)
     scores = head_scores(probs, params.register_top_k)
     sinks = sink_tokens(scores["received"], params.sink_factor)
     high = np.zeros_like(sinks)

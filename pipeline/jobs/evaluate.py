@@ -222,7 +222,7 @@ def evaluate_pairs(
         if results.layout is not None:
             with _Timer(results, "read"):
                 codes = read_rows(group["attn"], idx)
-                scale = read_rows(group["attn_scale"], idx)
+                argmax = read_rows(group["attn_argmax"], idx)
                 norms = read_rows(group["token_norm"], idx)
                 full = (
                     read_rows(group["attn_full"], idx)
@@ -232,10 +232,10 @@ def evaluate_pairs(
             with _Timer(results, "correspondence"):
                 _append(
                     attention,
-                    correspondence_accuracy(codes, full, gt_match, results.layout, params.thresholds_px),
+                    correspondence_accuracy(argmax, full, gt_match, results.layout, params.thresholds_px),
                 )
             with _Timer(results, "registers"):
-                _append(registers, register_scores(codes, scale, norms, results.layout, params))
+                _append(registers, register_scores(codes, norms, results.layout, params))
     heads = {name: s.spec.head.name for name in sets} | {"lens": "pointmap", "model": "pointmap"}
     locations = {name: list(s.spec.locations) for name, s in sets.items()} | {"lens": residual, "model": [""]}
     for name, values in per_method.items():

@@ -27,7 +27,7 @@ from pipeline.jobs.extract_model import ModelRunner
 from pipeline.jobs.extract_params import ExtractParams
 from pipeline.jobs.extract_shard import ShardInput, features_for_shard
 from pipeline.jobs.parallel import run_shard_tasks
-from pipeline.store.attention_codec import ROWMAX_MAX_REL_ERROR, ROWMAX_UINT8
+from pipeline.store.attention_codec import UINT8_ARGMAX, UINT8_MAX_ABS_ERROR
 from pipeline.store.features import (
     STATUS_PENDING,
     FeatureLayout,
@@ -79,7 +79,7 @@ def _store_attrs(runner: ModelRunner, params: ExtractParams, renders_id: dict[st
             "name": params.feature_encoding,
             "max_rel_error": 2.0**-11 if bits == 10 else mantissa_max_rel_error(bits),
         },
-        "attention_encoding": {"name": ROWMAX_UINT8, "max_abs_error": ROWMAX_MAX_REL_ERROR},
+        "attention_encoding": {"name": UINT8_ARGMAX, "max_abs_error": UINT8_MAX_ABS_ERROR},
     }
 
 
@@ -106,7 +106,7 @@ def bytes_per_pair(layout: FeatureLayout, n_full_locations: int) -> tuple[int, i
     V, N, H, W = 2, layout.n_tokens, *layout.image_size
     L, La, A = len(layout.locations), len(layout.attn_locations), layout.n_heads
     base = V * N * (layout.enc_dim + L * layout.dec_dim) * 2  # enc + acts, float16
-    base += V * La * A * N * (N + 2)  # attn uint8 + attn_scale float16
+    base += V * La * A * N * (N + 2)  # attn uint8 + attn_argmax uint16
     base += V * H * W * 4 * 4 + V * (L + 1) * N * 4  # pts3d + conf, token norms
     return base, V * n_full_locations * A * N * N * 2
 

@@ -155,11 +155,11 @@ class ModelRunner:
         )
 
     @torch.inference_mode()
-    def __call__(self, rgb: np.ndarray) -> dict[str, Any]:
-        """rgb (B, V, H, W, 3) uint8 → the float32 CPU arrays of `extract_shard.BatchFn`.
+    def __call__(self, rgb: np.ndarray) -> dict[str, torch.Tensor]:
+        """rgb (B, V, H, W, 3) uint8 → the tensors of `extract_shard.BatchFn`, on the model's device.
 
-        Captured tensors go straight to float32 on the CPU (one copy each), then into the
-        stacked (B, V, L, …) arrays, each freed as it is copied.
+        Captured tensors stay where the model computed them, in its dtype, so the encoding
+        (float16, uint8 attention, statistics) runs there and only encoded bytes reach the host.
         """
         x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
         x = x.permute(0, 1, 4, 2, 3).float() / 127.5 - 1  # (B, V, 3, H, W) in [-1, 1]
@@ -172,28 +172,30 @@ class ModelRunner:
                 x[:, 1],
                 locations=["enc", *self.locations],
                 attention=self.attn_locations,
-                device="cpu",
-                dtype=torch.float32,
             )
-        B, _, N, _ = acts["enc"].shape
+        enc = acts.stream.pop("enc")
+        B, _, N, _ = enc.shape
         cfg = self.model.config
         return {
-            "enc": acts.stream.pop("enc").numpy(),
-            "acts": _stacked(acts.stream, self.locations, (B, 2, N, cfg.dec_embed_dim)),
-            "attn": _stacked(acts.attention, self.attn_locations, (B, 2, cfg.dec_num_heads, N, N)),
-            "pts3d": torch.stack([res1["pts3d"], res2["pts3d_in_other_view"]], 1).float().cpu().numpy(),
-            "conf": torch.stack([res1["conf"], res2["conf"]], 1).float().cpu().numpy(),
+            "enc": enc,
+            "acts": _stacked(acts.stream, self.locations, (B, 2, N, cfg.dec_embed_dim), enc),
+            "attn": _stacked(acts.attention, self.attn_locations, (B, 2, cfg.dec_num_heads, N, N), enc),
+            "pts3d": torch.stack([res1["pts3d"], res2["pts3d_in_other_view"]], 1),
+            "conf": torch.stack([res1["conf"], res2["conf"]], 1),
         }
 
 
-def _stacked(captured: dict[str, torch.Tensor], names: list[str], shape: tuple[int, ...]) -> np.ndarray:
-    """Captured float32 tensors of `names`, each of `shape` (B, V, ...), → (B, V, L, ...), L = len(names).
+def _stacked(
+    captured: dict[str, torch.Tensor], names: list[str], shape: tuple[int, ...], like: torch.Tensor
+) -> torch.Tensor:
+    """Captured tensors of `names`, each of `shape` (B, V, ...), → (B, V, L, ...), L = len(names).
 
-    Each tensor is dropped from `captured` once copied, so the result is the only extra copy.
+    Each tensor is dropped from `captured` as it is consumed, so peak memory holds one copy
+    of the batch plus the result; `like` gives the device and dtype (also when L = 0).
     """
-    out = np.empty((*shape[:2], len(names), *shape[2:]), np.float32)
+    out = like.new_empty((*shape[:2], len(names), *shape[2:]))
     for i, name in enumerate(names):
-        out[:, :, i] = captured.pop(name).numpy()
+        out[:, :, i] = captured.pop(name)
     return out
 
 

@@ -8,7 +8,10 @@ same chunk; `finalise_statistics` turns them into mean and std once every shard 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import numpy as np
 import zarr
 
 from pipeline.errors import SchemaError, ShapeError
+from pipeline.store import shard_writer
 from pipeline.store.validate import validate_store
 from pipeline.store.writer import create_store, open_store
 
@@ -130,7 +134,7 @@ SHARD_ARRAYS = (
     "enc",
     "acts",
     "attn",
-    "attn_scale",
+    "attn_argmax",
     "attn_full",
     "has_full_attn",
     "pts3d",
@@ -147,9 +151,16 @@ STAT_ARRAYS = ("acts_sum", "acts_sumsq", "enc_sum", "enc_sumsq", "token_count")
 
 
 def write_shard(
-    group: zarr.Group, shard_index: int, start: int, data: Mapping[str, np.ndarray | None]
+    group: zarr.Group,
+    shard_index: int,
+    start: int,
+    data: Mapping[str, np.ndarray | None],
+    pool: Executor | None = None,
 ) -> None:
     """Write one whole shard: its per-pair arrays, its statistics row, then its status.
+
+    Per-pair arrays are written by `shard_writer` (inner chunks compressed in parallel on
+    `pool`, or a pool of one thread per core), the rest through zarr.
 
     Args:
         group: the features store, open for writing.
@@ -171,12 +182,21 @@ def write_shard(
             raise ShapeError(
                 f"features.{name}: shard {shard_index} gives shape {np.shape(data[name])}, store expects {expected}"
             )
+    if start != shard_index * int(group.attrs["pairs_per_shard"]):
+        raise ShapeError(
+            f"features: shard {shard_index} starts at pair {shard_index * group.attrs['pairs_per_shard']}, not {start}"
+        )
     sl = slice(start, start + n)
-    for name in names:
-        if name in STAT_ARRAYS:
-            group[name][shard_index] = data[name]
-        else:
-            group[name][sl] = data[name]
+    with ThreadPoolExecutor(os.cpu_count() or 1) if pool is None else nullcontext(pool) as workers:
+        for name in names:
+            array = group[name]
+            if name in STAT_ARRAYS:
+                array[shard_index] = data[name]
+            elif shard_writer.supports(array) and array.shards[0] == group.attrs["pairs_per_shard"]:
+                coords = (shard_index, *(0 for _ in array.shape[1:]))
+                shard_writer.write_shard(array, coords, np.asarray(data[name]), workers)
+            else:
+                array[sl] = data[name]
     group["status"][sl] = data["status"]  # last: marks the shard complete
 
 

@@ -1,9 +1,9 @@
 """Cast activations to float16 for the store, never storing inf silently, and opt-in lossy forms.
 
 bfloat16 is not a Zarr data type, so features are stored as float16, whose range ends at
-65504. Residual streams of large ViTs can exceed it (high-norm "register" tokens), so a
-cast either raises, naming where, or clips and counts the clipped values, as the caller
-chooses (`extract.overflow`). `shorten_mantissa` is the opt-in lossy encoding: float16 with
+65504. Residual streams of large ViTs can exceed it (high-norm "register" tokens), so the
+cast (`pipeline.jobs.extract_shard.encode_stream`) either raises `overflow_error`, naming
+where, or clips and counts the clipped values, as the caller chooses (`extract.overflow`). `shorten_mantissa` is the opt-in lossy encoding: float16 with
 fewer mantissa bits compresses better and its relative error is bounded by 2**-(bits+1).
 """
 
@@ -14,40 +14,18 @@ import numpy as np
 from pipeline.errors import ConfigError, Probe3rError
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-OVERFLOW_POLICIES = ("error", "clip")
 
 
 class Float16OverflowError(Probe3rError, OverflowError):
     """Activations beyond float16's range would be stored as inf."""
 
 
-def to_float16(x: np.ndarray, *, overflow: str, where: str) -> tuple[np.ndarray, int]:
-    """Cast to float16, refusing or clipping values beyond +-65504.
-
-    Args:
-        x: any float array (float32 from the model, or bf16 upcast to float32).
-        overflow: "error" raises; "clip" clips to +-65504 and counts.
-        where: what `x` is, for the error message (e.g. "pairs 16..31, location b05.mlp").
-
-    Returns:
-        the float16 array and how many values were clipped.
-
-    Raises:
-        Float16OverflowError: overflow is "error" and some finite value exceeds the range.
-    """
-    if overflow not in OVERFLOW_POLICIES:
-        raise ConfigError(f"extract.overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
-    x = np.asarray(x, dtype=np.float32)
-    beyond = np.abs(x) > FLOAT16_MAX
-    n = int(beyond.sum())
-    if n and overflow == "error":
-        raise Float16OverflowError(
-            f"{where}: {n} values beyond float16's range (max |x| = {float(np.abs(x).max()):.4g} > "
-            f"{FLOAT16_MAX:g}); set extract.overflow: clip to store them clipped and counted"
-        )
-    if n:
-        x = np.clip(x, -FLOAT16_MAX, FLOAT16_MAX)
-    return x.astype(np.float16), n
+def overflow_error(where: str, n: int, max_abs: float) -> Float16OverflowError:
+    """The error for `n` values of `where` beyond float16's range, saying how to store them anyway."""
+    return Float16OverflowError(
+        f"{where}: {n} values beyond float16's range (max |x| = {max_abs:.4g} > "
+        f"{FLOAT16_MAX:g}); set extract.overflow: clip to store them clipped and counted"
+    )
 
 
 def shorten_mantissa(x: np.ndarray, bits: int) -> np.ndarray:

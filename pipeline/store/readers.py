@@ -46,15 +46,14 @@ def open_features_xarray(path: Path, *, upcast: bool = True) -> xr.Dataset:
 
 
 def attention_probabilities(ds: xr.Dataset) -> xr.DataArray:
-    """Decode `attn` (uint8) with `attn_scale` into probabilities, lazily.
+    """Decode `attn` (uint8) into probabilities, lazily.
 
     Returns:
-        (pair, view, attn_location, head, query, key) float32; each entry within
-        attn_scale / 510 of the model's map, and each row's argmax unchanged.
+        (pair, view, attn_location, head, query, key) float32, each entry within 1/510 of
+        the model's map. For matches use `attn_argmax`, the exact argmax of each row: the
+        rounded rows often tie.
     """
-    codes = ds["attn"].astype(np.float32)
-    scale = ds["attn_scale"].astype(np.float32)
-    return xr.where(codes == 255, scale, scale * (codes + 0.5) / 255)
+    return ds["attn"].astype(np.float32) / 255
 
 
 class FeatureDataset(IterableDataset):

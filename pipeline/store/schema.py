@@ -23,6 +23,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "store_schema.yaml"
 
 _DTYPES: dict[str, Any] = {
     "uint8": np.dtype("uint8"),
+    "uint16": np.dtype("uint16"),
     "int8": np.dtype("int8"),
     "int32": np.dtype("int32"),
     "int64": np.dtype("int64"),

@@ -17,6 +17,7 @@ import zarr
 
 from pipeline.errors import ConfigError, SchemaError, StoreNotFoundError
 from pipeline.probes.probeset import ProbeSet
+from pipeline.store.attention_codec import decode_uint8
 from pipeline.store.writer import open_store
 from pipeline.viz.pair import PairView
 
@@ -137,9 +138,7 @@ def pair_attention(features: Path, pair: int, *, view: int = 2) -> dict[str, np.
         full = f["attn_full"][pair, v].astype(np.float32)  # (L, A, Q, K), NaN where not kept
     else:
         full = None
-    codes = f["attn"][pair, v].astype(np.float32)
-    scale = f["attn_scale"][pair, v].astype(np.float32)[..., None]
-    coded = np.where(codes == 255, scale, scale * (codes + 0.5) / 255)
+    coded = decode_uint8(f["attn"][pair, v])
     out = {}
     for i, name in enumerate(names):
         exact = full is not None and np.isfinite(full[i]).all()

@@ -82,4 +82,4 @@ def test_the_plain_zarr_and_xarray_snippet_in_the_docs_runs(stores: tuple[Path, 
     assert result.returncode == 0, result.stderr
     assert "random-init:tiny:0 [4, 4]" in result.stdout
     assert "(8, 2, 16, 64) (2, 13, 16, 64)" in result.stdout
-    assert "('head', 'query', 'key') (4, 16)" in result.stdout
+    assert "('head', 'query', 'key') (4, 16) rows sum to 1.0" in result.stdout
