@@ -37,7 +37,8 @@ from pipeline.store.features import (
     write_shard,
 )
 from pipeline.store.float16 import mantissa_max_rel_error
-from pipeline.store.writer import open_store, shard_slices
+from pipeline.store.int8 import MAX_ERROR_OF_CHANNEL_MAX
+from pipeline.store.writer import StoreExistsError, open_store, shard_slices
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,20 @@ def _store_attrs(runner: ModelRunner, params: ExtractParams, renders_id: dict[st
         "model_config": runner.config_dict,
         "renders": renders_id,
         "params": params.identity(),
-        "feature_encoding": {
-            "name": params.feature_encoding,
-            "max_rel_error": 2.0**-11 if bits == 10 else mantissa_max_rel_error(bits),
-        },
+        "feature_encoding": _feature_encoding(params.feature_encoding, bits),
         "attention_encoding": {"name": UINT8_ARGMAX, "max_abs_error": UINT8_MAX_ABS_ERROR},
     }
+
+
+def _feature_encoding(name: str, bits: int) -> dict[str, Any]:
+    """The `feature_encoding` attribute: the encoding and its error bound."""
+    if name == "int8":
+        return {
+            "name": name,
+            "max_error_of_channel_max": MAX_ERROR_OF_CHANNEL_MAX,
+            "decode": "acts * acts_scale[..., None, :]",
+        }
+    return {"name": name, "max_rel_error": 2.0**-11 if bits == 10 else mantissa_max_rel_error(bits)}
 
 
 def _check_same(out: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -105,7 +114,11 @@ def bytes_per_pair(layout: FeatureLayout, n_full_locations: int) -> tuple[int, i
     """Uncompressed bytes one pair adds: (without full attention, extra with full attention)."""
     V, N, H, W = 2, layout.n_tokens, *layout.image_size
     L, La, A = len(layout.locations), len(layout.attn_locations), layout.n_heads
-    base = V * N * (layout.enc_dim + L * layout.dec_dim) * 2  # enc + acts, float16
+    base = V * N * layout.enc_dim * 2  # enc, float16
+    if layout.acts_encoding == "int8":
+        base += V * L * (N + 4) * layout.dec_dim  # int8 codes + float32 scales
+    else:
+        base += V * L * N * layout.dec_dim * 2
     base += V * La * A * N * (N + 2)  # attn uint8 + attn_argmax uint16
     base += V * H * W * 4 * 4 + V * (L + 1) * N * 4  # pts3d + conf, token norms
     return base, V * n_full_locations * A * N * N * 2
@@ -134,11 +147,14 @@ def _open_or_create(
     H, W = rgroup.attrs["image_size"]
     layout = runner.layout(n_pairs=int(rgroup.attrs["n_pairs"]), image_size=(H, W))
     attrs = _store_attrs(runner, params, _renders_identity(renders, rgroup))
-    if out.exists() and not overwrite:
-        group = open_features(out, mode="r+")
-        _check_same(out, dict(group.attrs), attrs)
-        return rgroup, group, layout
-    return rgroup, create_features_store(out, layout, attrs=attrs, overwrite=overwrite), layout
+    if not out.exists() or overwrite:
+        try:
+            return rgroup, create_features_store(out, layout, attrs=attrs, overwrite=overwrite), layout
+        except StoreExistsError:  # a process started beside this one created it first
+            log.info("%s: created by another process; joining it", out)
+    group = open_features(out, mode="r+")
+    _check_same(out, dict(group.attrs), attrs)
+    return rgroup, group, layout
 
 
 def _writer(group: zarr.Group, jobs: queue.Queue, errors: list[BaseException]) -> None:

@@ -7,7 +7,9 @@ shards (see `shard_slices`) and never round-robin pairs.
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,11 @@ import zarr
 
 from pipeline import __version__
 from pipeline.errors import SchemaError, StoreNotFoundError
-from pipeline.store.schema import Schema, StoreSpec, load_schema
+from pipeline.store.schema import ArraySpec, Schema, StoreSpec, load_schema
+
+
+class StoreExistsError(SchemaError):
+    """A store is already where a new one was to be created."""
 
 
 def store_sizes(spec: StoreSpec, sizes: Mapping[str, int], pairs_per_shard: int) -> dict[str, int]:
@@ -41,6 +47,7 @@ def create_store(
     coords: Mapping[str, np.ndarray] | None = None,
     overwrite: bool = False,
     schema: Schema | None = None,
+    encodings: Mapping[str, str] | None = None,
 ) -> zarr.Group:
     """Create an empty store of `kind` with every array its schema entry lists.
 
@@ -53,19 +60,64 @@ def create_store(
             are added here.
         coords: values of coordinate arrays (arrays named like their dim), written now.
         overwrite: replace an existing store at `path` instead of refusing.
+        encodings: opt-in encodings of arrays ({array: encoding} from the schema's
+            `encodings` entries), recorded in the `encodings` attribute.
 
     Raises:
-        SchemaError: if the store exists and `overwrite` is false, or sizes contradict the schema.
+        SchemaError: if the store exists and `overwrite` is false, sizes contradict the
+            schema, or an encoding is not listed for its array.
     """
     schema = schema or load_schema()
     spec = schema.store(kind)
+    encodings = dict(encodings or {})
+    specs = {name: spec.array(name).encoded(encodings.get(name)) for name in spec.arrays}
+    for name in encodings:
+        spec.array(name)  # unknown array names fail here
     if path.exists():
         if not overwrite:
-            raise SchemaError(f"{path}: a store already exists there; pass --overwrite to replace it")
+            raise StoreExistsError(f"{path}: a store already exists there; pass --overwrite to replace it")
         shutil.rmtree(path)
     all_sizes = store_sizes(spec, sizes, pairs_per_shard)
+    staging = path.with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        _fill_new_store(staging, schema, kind, specs, all_sizes, attrs, coords, encodings)
+        publish(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return zarr.open_group(str(path), mode="r+")
+
+
+def publish(staging: Path, path: Path) -> None:
+    """Move a fully created store into place in one atomic rename.
+
+    Processes started together (`--shard i/n` on a new store) may all try to create it: one
+    rename wins, the others get `StoreExistsError` and open the winner's store. Nobody ever
+    sees a half-created store at `path`, even after a crash.
+
+    Raises:
+        StoreExistsError: something is already at `path`.
+    """
+    try:
+        os.rename(staging, path)  # atomic; fails if `path` is a non-empty directory or a file
+    except OSError as err:
+        if path.exists():
+            raise StoreExistsError(f"{path}: another process created the store first") from None
+        raise err
+
+
+def _fill_new_store(
+    path: Path,
+    schema: Schema,
+    kind: str,
+    specs: Mapping[str, ArraySpec],
+    all_sizes: Mapping[str, int],
+    attrs: Mapping[str, Any],
+    coords: Mapping[str, np.ndarray] | None,
+    encodings: Mapping[str, str],
+) -> None:
+    """Create every array, coordinate and attribute of a new store at `path`."""
     group = zarr.open_group(str(path), mode="w")
-    for aspec in spec.arrays.values():
+    for aspec in specs.values():
         shape = aspec.shape(all_sizes)
         chunks = aspec.resolve(aspec.chunks, all_sizes)
         shards = aspec.resolve(aspec.shards, all_sizes) if aspec.shards else None
@@ -88,11 +140,16 @@ def create_store(
             config={"write_empty_chunks": aspec.write_empty_chunks},
         )
     for name, values in (coords or {}).items():
-        group[name][...] = np.asarray(values, dtype=spec.array(name).dtype)
+        group[name][...] = np.asarray(values, dtype=specs[name].dtype)
     group.attrs.update(
-        {"schema_version": schema.version, "store_kind": kind, "probe3r_version": __version__, **attrs}
+        {
+            "schema_version": schema.version,
+            "store_kind": kind,
+            "probe3r_version": __version__,
+            "encodings": encodings,
+            **attrs,
+        }
     )
-    return group
 
 
 def open_store(path: Path, kind: str, *, mode: str = "r") -> zarr.Group:

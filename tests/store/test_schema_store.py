@@ -13,7 +13,7 @@ import zarr
 from pipeline.errors import SchemaError, StoreNotFoundError
 from pipeline.store.schema import load_schema
 from pipeline.store.validate import ensure_valid, store_info, validate_store
-from pipeline.store.writer import create_store, open_store, shard_slices
+from pipeline.store.writer import StoreExistsError, create_store, open_store, publish, shard_slices
 
 RENDER_ATTRS = {
     "params": {"seed": 0},
@@ -155,3 +155,22 @@ def test_unknown_store_kind_and_array_suggest_names() -> None:
         schema.store("render")
     with pytest.raises(SchemaError, match=r"Unknown array of store 'renders' 'dpth'. Did you mean 'depth'\?"):
         schema.array("renders", "dpth")
+
+
+def test_a_store_is_published_whole_and_a_second_creator_loses_cleanly(tmp_path: Path) -> None:
+    first = make_renders(tmp_path / "r.zarr")
+    first["depth"][0] = 1.0
+    assert [p.name for p in tmp_path.iterdir()] == ["r.zarr"]  # no staging folder left behind
+    staging = tmp_path / ".r.zarr.creating-other"
+    make_renders(staging)  # another process's finished store, about to be moved into place
+    with pytest.raises(StoreExistsError, match=r"r\.zarr: another process created the store first"):
+        publish(staging, tmp_path / "r.zarr")
+    assert (open_store(tmp_path / "r.zarr", "renders")["depth"][0] == 1.0).all()  # the winner's data kept
+
+
+def test_unknown_encodings_are_refused_when_creating(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match=r"renders\.depth: Unknown encoding 'int8'"):
+        make_renders(tmp_path / "r.zarr", encodings={"depth": "int8"})
+    with pytest.raises(SchemaError, match=r"Unknown array of store 'renders' 'dpeth'"):
+        make_renders(tmp_path / "r.zarr", encodings={"dpeth": "int8"})
+    assert not (tmp_path / "r.zarr").exists()
