@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numcodecs
 import numpy as np
+import torch
 import zarr
 
 from pipeline.jobs.extract import run_extract
@@ -28,6 +29,7 @@ from pipeline.jobs.extract_shard import ShardInput, features_for_shard
 from pipeline.store import attention_codec
 from pipeline.store.features import create_features_store, write_shard
 from pipeline.store.float16 import shorten_mantissa
+from pipeline.store.int8 import decode_int8, encode_int8
 from pipeline.store.writer import create_store
 
 
@@ -108,6 +110,18 @@ def float16_codecs(acts: np.ndarray) -> None:
         size = len(codec.encode(data))
         dt = time.perf_counter() - t
         print(f"  {name:<32} ratio {x.nbytes / size:5.2f}   encode {x.nbytes / dt / 1e6:7.0f} MB/s")
+    t = time.perf_counter()
+    codes, scale = encode_int8(torch.from_numpy(np.asarray(acts, np.float32)))
+    size = len(numcodecs.Blosc("zstd", 1, numcodecs.Blosc.SHUFFLE, blocksize=262144).encode(codes))
+    size += len(numcodecs.Zstd(level=3).encode(scale))
+    dt = time.perf_counter() - t
+    ref = np.asarray(acts, np.float64)
+    err = decode_int8(codes, scale) - ref
+    rel_rms = np.sqrt(np.mean(err**2) / np.mean(ref**2))
+    print(
+        f"  {'int8 per-channel + blosc zstd1':<32} ratio {x.nbytes / size:5.2f}   encode {x.nbytes / dt / 1e6:7.0f} MB/s"
+        f"   relative RMS error {rel_rms:.2%}"
+    )
 
 
 def main() -> None:
@@ -116,7 +130,16 @@ def main() -> None:
     parser.add_argument("--n-pairs", type=int, default=32)
     parser.add_argument("--pairs-per-shard", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument(
+        "--model-threads",
+        type=int,
+        default=0,
+        help="torch threads for the model (0: torch's default, every core). 1 on a 2-core machine leaves a "
+        "core to the writer, as a GPU leaves the CPU: it shows whether compute and I/O overlap",
+    )
     args = parser.parse_args()
+    if args.model_threads:
+        torch.set_num_threads(args.model_threads)
     root = Path(tempfile.mkdtemp(prefix="probe3r-bench-"))
     params = ExtractParams(
         model=args.model,

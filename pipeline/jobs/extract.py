@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from pipeline.errors import ConfigError, Probe3rError, SchemaError
 from pipeline.jobs.extract_model import ModelRunner
 from pipeline.jobs.extract_params import ExtractParams
-from pipeline.jobs.extract_shard import ShardInput, features_for_shard
+from pipeline.jobs.extract_shard import ShardEncoder, ShardInput
 from pipeline.jobs.parallel import run_shard_tasks
 from pipeline.store.attention_codec import UINT8_ARGMAX, UINT8_MAX_ABS_ERROR
 from pipeline.store.features import (
@@ -41,6 +41,9 @@ from pipeline.store.int8 import MAX_ERROR_OF_CHANNEL_MAX
 from pipeline.store.writer import StoreExistsError, open_store, shard_slices
 
 log = logging.getLogger(__name__)
+# Captured batches waiting for the encoding thread: enough to keep both threads busy; each
+# holds a batch's float32 activations and attention maps (hundreds of MB on a CPU).
+CAPTURED_BATCHES_IN_FLIGHT = 2
 
 FreeBytes = Callable[[Path], int]
 SHARDS_PER_REMOTE_TASK = 8
@@ -157,13 +160,22 @@ def _open_or_create(
     return rgroup, group, layout
 
 
-def _writer(group: zarr.Group, jobs: queue.Queue, errors: list[BaseException]) -> None:
+def _encode_and_write(group: zarr.Group, jobs: queue.Queue, errors: list[BaseException]) -> None:
+    """The second thread of extraction: encode each captured batch, write each finished shard.
+
+    Jobs are ("batch", encoder, idx, captured) and ("shard", encoder, shard_index, start); None ends it.
+    """
     while (job := jobs.get()) is not None:
+        if errors:
+            continue  # drain the queue so the model thread never blocks on a dead consumer
+        kind, encoder, *rest = job
         try:
-            write_shard(group, *job)
-        except BaseException as err:  # handed to the main thread, which re-raises it
+            if kind == "batch":
+                encoder.add(*rest)
+            else:
+                write_shard(group, *rest, encoder.result())
+        except BaseException as err:  # handed to the model thread, which re-raises it
             errors.append(err)
-            return
 
 
 def extract_shards(
@@ -177,8 +189,10 @@ def extract_shards(
     """Compute and write the given shards of an existing features store; returns shards written.
 
     A top-level function so dask can ship it to another process or machine; the model is
-    built once per call (or `runner` is reused in-process). Shard k+1 is computed while
-    shard k is written. `progress` shows a bar of pairs (the dask path has its own bar).
+    built once per call (or `runner` is reused in-process). The model runs in this thread;
+    a second thread encodes each batch and writes each finished shard, so the forward pass
+    of batch i+1 overlaps the encoding of batch i and the writing of the previous shard.
+    `progress` shows a bar of pairs (the dask path has its own bar).
     """
     if not shard_ids:
         return 0
@@ -188,10 +202,10 @@ def extract_shards(
     layout = runner.layout(n_pairs=int(group.attrs["n_pairs"]), image_size=tuple(group.attrs["image_size"]))
     full_locs = np.isin(np.array(layout.attn_locations), runner.full_attention_locations)
     slices = list(shard_slices(layout.n_pairs, layout.pairs_per_shard))
-    jobs: queue.Queue = queue.Queue(maxsize=1)
+    jobs: queue.Queue = queue.Queue(maxsize=CAPTURED_BATCHES_IN_FLIGHT)
     errors: list[BaseException] = []
-    writer = threading.Thread(target=_writer, args=(group, jobs, errors), daemon=True)
-    writer.start()
+    consumer = threading.Thread(target=_encode_and_write, args=(group, jobs, errors), daemon=True)
+    consumer.start()
     bar = tqdm(
         total=sum(slices[k].stop - slices[k].start for k in shard_ids),
         desc="extract",
@@ -211,23 +225,26 @@ def extract_shards(
                 split=split,
                 full_attn=np.isin(split, list(params.full_attention_splits)),
             )
-            data = features_for_shard(
-                runner,
+            encoder = ShardEncoder(
                 shard,
                 layout,
-                batch_size=params.batch_size,
                 overflow=params.overflow,
                 mantissa_bits=params.mantissa_bits(),
                 full_attn_locations=full_locs,
             )
+            for idx in encoder.batches(params.batch_size):
+                if errors:
+                    break
+                jobs.put(("batch", encoder, idx, runner(shard.rgb[idx])))
+                bar.update(len(idx))
             if errors:
                 break
-            jobs.put((k, sl.start, data))
-            bar.update(sl.stop - sl.start)
+            jobs.put(("shard", encoder, k, sl.start))
+            bar.update(int((~shard.rendered).sum()))
             log.debug("shard %d computed", k)
     finally:
         jobs.put(None)
-        writer.join()
+        consumer.join()
         bar.close()
     if errors:
         raise errors[0]

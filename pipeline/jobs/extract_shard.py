@@ -21,6 +21,7 @@ from pipeline.errors import ShapeError
 from pipeline.store.attention_codec import encode_uint8_argmax
 from pipeline.store.features import STATUS_OK, STATUS_SKIPPED, FeatureLayout
 from pipeline.store.float16 import FLOAT16_MAX, overflow_error, shorten_mantissa
+from pipeline.store.int8 import encode_int8
 
 # rgb (B, V, H, W, 3) uint8 → {"enc": (B, V, N, De), "acts": (B, V, L, N, D),
 #  "attn": (B, V, La, A, Q, K) probabilities, "pts3d": (B, V, H, W, 3), "conf": (B, V, H, W)},
@@ -54,9 +55,15 @@ class ShardInput:
 def _empty(layout: FeatureLayout, n: int, full: bool) -> dict[str, np.ndarray]:
     V, N, H, W = 2, layout.n_tokens, *layout.image_size
     L, La, A, k = len(layout.locations), len(layout.attn_locations), layout.n_heads, layout.n_high_norm
+    int8 = layout.acts_encoding == "int8"
     return {
         "enc": np.full((n, V, N, layout.enc_dim), np.nan, np.float16),
-        "acts": np.full((n, V, L, N, layout.dec_dim), np.nan, np.float16),
+        "acts": (
+            np.zeros((n, V, L, N, layout.dec_dim), np.int8)
+            if int8
+            else np.full((n, V, L, N, layout.dec_dim), np.nan, np.float16)
+        ),
+        "acts_scale": np.full((n, V, L, layout.dec_dim), np.nan, np.float32) if int8 else None,
         "attn": np.zeros((n, V, La, A, N, N), np.uint8),
         "attn_argmax": np.zeros((n, V, La, A, N), np.uint16),
         "attn_full": np.full((n, V, La, A, N, N), np.nan, np.float16) if full else None,
@@ -83,17 +90,22 @@ def _top_tokens(norms: torch.Tensor, k: int) -> np.ndarray:
     return order.to(torch.int32).cpu().numpy()
 
 
-def encode_stream(x: torch.Tensor, *, overflow: str, where: str, n_high_norm: int) -> dict[str, np.ndarray]:
-    """Float16 values, overflow counts, token norms and float64 sums of a (B, V, ..., N, D) stream.
+def encode_stream(
+    x: torch.Tensor, *, overflow: str, where: str, n_high_norm: int, int8: bool = False
+) -> dict[str, np.ndarray | None]:
+    """Stored values, overflow counts, token norms and float64 sums of a (B, V, ..., N, D) stream.
 
     Args:
         x: the captured stream, any float dtype and device; tokens on the second-to-last axis.
         overflow: "error" raises `Float16OverflowError` naming `where`; "clip" clips and counts.
         where: what `x` is, for the error message.
         n_high_norm: how many top-norm tokens to list.
+        int8: store int8 codes with per-channel scales (`pipeline.store.int8`) instead of
+            float16; float16's range does not apply then.
 
     Returns:
-        "fp16": x as float16; "clipped": (B,) values beyond float16's range per pair;
+        "values": x as float16, or int8 codes; "scale": (B, V, ..., D) float32 scales of
+        the codes (None for float16); "clipped": (B,) values beyond float16's range per pair;
         "norms": (..., N) float32 token norms; "top": (..., n_high_norm) int32 token indices;
         "sum", "sumsq": float64 sums over pairs and tokens, (V, ..., D).
     """
@@ -101,16 +113,18 @@ def encode_stream(x: torch.Tensor, *, overflow: str, where: str, n_high_norm: in
     flat = x.reshape(len(x), -1)
     low, high = torch.aminmax(flat, dim=1)  # a reduction: no full-size temporary unless needed
     clipped = torch.zeros(len(x), dtype=torch.int64)
-    if bool((torch.maximum(-low, high) > FLOAT16_MAX).any()):
+    if not int8 and bool((torch.maximum(-low, high) > FLOAT16_MAX).any()):
         clipped = (flat.abs() > FLOAT16_MAX).sum(1).cpu()
         if overflow == "error":
             raise overflow_error(where, int(clipped.sum()), float(flat.abs().max()))
         x = x.clamp(-FLOAT16_MAX, FLOAT16_MAX)
+    values, scale = encode_int8(x) if int8 else (x.half().cpu().numpy(), None)
     norms = torch.linalg.vector_norm(x, dim=-1)
     token_axis = x.ndim - 2
-    # per pair in float32 over tokens (a few hundred terms), then float64 across pairs and shards
+    # sums per pair in float32 over tokens (a few hundred terms), then float64 across pairs
     return {
-        "fp16": x.half().cpu().numpy(),
+        "values": values,
+        "scale": scale,
         "clipped": clipped.numpy(),
         "norms": norms.cpu().numpy(),
         "top": _top_tokens(norms, n_high_norm),
@@ -135,6 +149,86 @@ def _check(batch: dict[str, torch.Tensor | np.ndarray], layout: FeatureLayout, b
             )
 
 
+class ShardEncoder:
+    """One shard's arrays for `write_shard`, encoded batch by batch as the model's outputs arrive.
+
+    Kept apart from the forward pass so extraction can run the model in one thread and the
+    encoding (and writing) in another: on a CPU they then use different cores, on a GPU the
+    encoding's kernels queue behind the next forward pass.
+
+    Args:
+        shard: the shard's images and per-pair flags.
+        layout: the store's sizes, location lists and acts encoding.
+        overflow: "error" or "clip" for values beyond float16's range.
+        mantissa_bits: float16 mantissa bits kept (10 = exact float16).
+        full_attn_locations: (La,) bool, which attention locations get full maps.
+    """
+
+    def __init__(
+        self,
+        shard: ShardInput,
+        layout: FeatureLayout,
+        *,
+        overflow: str,
+        mantissa_bits: int,
+        full_attn_locations: np.ndarray,
+    ) -> None:
+        self.shard, self.layout = shard, layout
+        self.overflow, self.mantissa_bits = overflow, mantissa_bits
+        self.full_attn_locations = full_attn_locations
+        self.want_full = bool((shard.full_attn & shard.rendered).any() and full_attn_locations.any())
+        self.out = _empty(layout, len(shard.rendered), self.want_full)
+
+    def batches(self, batch_size: int) -> list[np.ndarray]:
+        """Indices (within the shard) of the rendered pairs, `batch_size` at a time."""
+        todo = np.flatnonzero(self.shard.rendered)
+        return [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+
+    def add(self, idx: np.ndarray, captured: dict[str, torch.Tensor | np.ndarray]) -> None:
+        """Encode the captured outputs (see `BatchFn`) of the shard's pairs `idx`."""
+        out, layout, shard = self.out, self.layout, self.shard
+        batch = {k: torch.as_tensor(v) for k, v in captured.items()}
+        _check(batch, layout, len(idx))
+        where = f"pairs {shard.start + idx[0]}..{shard.start + idx[-1]}"
+        for name in ("enc", "acts"):
+            int8 = name == "acts" and layout.acts_encoding == "int8"
+            enc = encode_stream(
+                batch.pop(name),
+                overflow=self.overflow,
+                where=f"{where}, '{name}'",
+                n_high_norm=layout.n_high_norm,
+                int8=int8,
+            )
+            prefix = "" if name == "acts" else "enc_"
+            if int8:
+                out[name][idx], out["acts_scale"][idx] = enc["values"], enc["scale"]
+            else:
+                out[name][idx] = shorten_mantissa(enc["values"], self.mantissa_bits)
+            out["clipped"][idx] += enc["clipped"]
+            out[f"{prefix}token_norm"][idx] = enc["norms"]
+            out[f"{prefix}high_norm_token"][idx] = enc["top"]
+            out[f"{name}_sum"] += enc["sum"]
+            out[f"{name}_sumsq"] += enc["sumsq"]
+        out["token_count"] += len(idx) * layout.n_tokens
+        attn = batch.pop("attn")
+        out["attn"][idx], out["attn_argmax"][idx] = encode_uint8_argmax(attn)
+        if self.want_full:
+            keep = np.flatnonzero(self.full_attn_locations)
+            for row, pair in enumerate(idx):
+                if shard.full_attn[pair]:
+                    kept = attn[row].index_select(1, torch.from_numpy(keep).to(attn.device))
+                    out["attn_full"][pair][:, keep] = kept.half().cpu().numpy()
+                    out["has_full_attn"][pair] = True
+        out["pts3d"][idx] = batch["pts3d"].float().cpu().numpy()
+        out["conf"][idx] = batch["conf"].float().cpu().numpy()
+        out["status"][idx] = STATUS_OK
+
+    def result(self) -> dict[str, np.ndarray]:
+        """The arrays of `write_shard`: per-pair arrays, this shard's statistics and status."""
+        self.out["scene_id"], self.out["split"] = self.shard.scene_id, self.shard.split
+        return self.out
+
+
 def features_for_shard(
     batch_fn: BatchFn,
     shard: ShardInput,
@@ -145,53 +239,19 @@ def features_for_shard(
     mantissa_bits: int,
     full_attn_locations: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Run the model over a shard's rendered pairs and encode everything for the store.
+    """Run the model over a shard's rendered pairs and encode everything for the store, in one thread.
 
     Args:
         batch_fn: the captured forward pass (see `BatchFn`).
-        shard: the shard's images and per-pair flags.
-        layout: the store's sizes and location lists.
+        shard, layout, overflow, mantissa_bits, full_attn_locations: see `ShardEncoder`.
         batch_size: pairs per forward pass.
-        overflow: "error" or "clip" for values beyond float16's range.
-        mantissa_bits: float16 mantissa bits kept (10 = exact float16).
-        full_attn_locations: (La,) bool, which attention locations get full maps.
 
     Returns:
         the arrays of `write_shard` (per-pair arrays, this shard's statistics and status).
     """
-    n = len(shard.rendered)
-    want_full = bool((shard.full_attn & shard.rendered).any() and full_attn_locations.any())
-    out = _empty(layout, n, want_full)
-    todo = np.flatnonzero(shard.rendered)
-    for i in range(0, len(todo), batch_size):
-        idx = todo[i : i + batch_size]
-        batch = {k: torch.as_tensor(v) for k, v in batch_fn(shard.rgb[idx]).items()}
-        _check(batch, layout, len(idx))
-        where = f"pairs {shard.start + idx[0]}..{shard.start + idx[-1]}"
-        for name in ("enc", "acts"):
-            enc = encode_stream(
-                batch.pop(name), overflow=overflow, where=f"{where}, '{name}'", n_high_norm=layout.n_high_norm
-            )
-            prefix = "" if name == "acts" else "enc_"
-            out[name][idx] = shorten_mantissa(enc["fp16"], mantissa_bits)
-            out["clipped"][idx] += enc["clipped"]
-            out[f"{prefix}token_norm"][idx] = enc["norms"]
-            out[f"{prefix}high_norm_token"][idx] = enc["top"]
-            out[f"{name}_sum"] += enc["sum"]
-            out[f"{name}_sumsq"] += enc["sumsq"]
-        out["token_count"] += len(idx) * layout.n_tokens
-        attn = batch.pop("attn")
-        out["attn"][idx], out["attn_argmax"][idx] = encode_uint8_argmax(attn)
-        if want_full:
-            for row, pair in enumerate(idx):
-                if shard.full_attn[pair]:
-                    keep = torch.from_numpy(np.flatnonzero(full_attn_locations)).to(attn.device)
-                    out["attn_full"][pair][:, keep.cpu().numpy()] = (
-                        attn[row].index_select(1, keep).half().cpu().numpy()
-                    )
-                    out["has_full_attn"][pair] = True
-        out["pts3d"][idx] = batch["pts3d"].float().cpu().numpy()
-        out["conf"][idx] = batch["conf"].float().cpu().numpy()
-        out["status"][idx] = STATUS_OK
-    out["scene_id"], out["split"] = shard.scene_id, shard.split
-    return out
+    encoder = ShardEncoder(
+        shard, layout, overflow=overflow, mantissa_bits=mantissa_bits, full_attn_locations=full_attn_locations
+    )
+    for idx in encoder.batches(batch_size):
+        encoder.add(idx, batch_fn(shard.rgb[idx]))
+    return encoder.result()

@@ -123,10 +123,9 @@ def test_killed_run_resumes_to_the_same_store(tmp_path: Path) -> None:
     run_extract(renders, tmp_path / "whole.zarr", tiny_params(pairs_per_shard=1, batch_size=1))
     killed = tmp_path / "killed.zarr"
     code = (
-        "import sys, time; from pathlib import Path; import pipeline.jobs.extract_shard as s; "
+        "import sys, time; from pathlib import Path; from pipeline.jobs.extract_model import ModelRunner; "
         "from pipeline.jobs.extract import run_extract; from tests.extract.conftest import tiny_params; "
-        "f = s.features_for_shard; s.features_for_shard = lambda *a, **k: (time.sleep(0.3), f(*a, **k))[1]; "
-        "import pipeline.jobs.extract as e; e.features_for_shard = s.features_for_shard; "
+        "f = ModelRunner.__call__; ModelRunner.__call__ = lambda *a, **k: (time.sleep(0.3), f(*a, **k))[1]; "
         "run_extract(Path(sys.argv[1]), Path(sys.argv[2]), tiny_params(pairs_per_shard=1, batch_size=1))"
     )
     proc = subprocess.Popen(
