@@ -12,6 +12,7 @@ from pipeline.errors import ConfigError
 from pipeline.jobs.extract import run_extract
 from pipeline.jobs.extract_params import ExtractParams
 from pipeline.params import apply_overrides, load_section
+from pipeline.store.location import store_location
 
 log = logging.getLogger("probe3r.extract")
 
@@ -29,10 +30,15 @@ def extract(
         Path,
         typer.Option(help="params.yaml to read the `extract:` section (and base.seed, base.device) from."),
     ] = Path("params.yaml"),
-    renders: Annotated[Path, typer.Option(help="Renders store to read.")] = Path("data/renders.zarr"),
-    out: Annotated[Path, typer.Option(help="Features store to write (Zarr v3 folder).")] = Path(
-        "data/features.zarr"
-    ),
+    renders: Annotated[
+        str, typer.Option(help="Renders store to read: a folder or an fsspec URL.")
+    ] = "data/renders.zarr",
+    out: Annotated[
+        str,
+        typer.Option(
+            help="Features store to write (Zarr v3): a folder or an fsspec URL such as s3://bucket/f.zarr."
+        ),
+    ] = "data/features.zarr",
     model: Annotated[str | None, typer.Option(help="Model config name; overrides extract.model.")] = None,
     checkpoint: Annotated[
         str | None, typer.Option(help="Checkpoint (.pth or HF folder); overrides extract.checkpoint.")
@@ -72,8 +78,8 @@ def extract(
         autocast=autocast,
     )
     summary = run_extract(
-        renders,
-        out,
+        store_location(renders),
+        store_location(out),
         ExtractParams.from_dict(values),
         shard=_parse_shard(shard),
         workers=workers,

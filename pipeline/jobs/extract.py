@@ -38,6 +38,7 @@ from pipeline.store.features import (
 )
 from pipeline.store.float16 import mantissa_max_rel_error
 from pipeline.store.int8 import MAX_ERROR_OF_CHANNEL_MAX
+from pipeline.store.location import StoreLocation, exists, is_url, store_location
 from pipeline.store.writer import StoreExistsError, open_store, shard_slices
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def disk_free_bytes(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def _renders_identity(renders: Path, group: zarr.Group) -> dict[str, Any]:
+def _renders_identity(renders: StoreLocation, group: zarr.Group) -> dict[str, Any]:
     attrs = group.attrs
     return {
         "path": str(renders),
@@ -95,7 +96,7 @@ def _feature_encoding(name: str, bits: int) -> dict[str, Any]:
     return {"name": name, "max_rel_error": 2.0**-11 if bits == 10 else mantissa_max_rel_error(bits)}
 
 
-def _check_same(out: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
+def _check_same(out: StoreLocation, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
     """Refuse to append to a store whose model, renders or parameters differ (naming what differs)."""
     diff = [key for key in ("model_name", "model_weights") if stored.get(key) != wanted[key]]
     stored_params = stored.get("params") or {}
@@ -127,7 +128,10 @@ def bytes_per_pair(layout: FeatureLayout, n_full_locations: int) -> tuple[int, i
     return base, V * n_full_locations * A * N * N * 2
 
 
-def _space_check(out: Path, needed: int, free_bytes: FreeBytes) -> None:
+def _space_check(out: StoreLocation, needed: int, free_bytes: FreeBytes) -> None:
+    if is_url(out):  # an object store has no free-space figure to check against
+        log.info("%s: about %.2f GB to write (uncompressed upper bound)", out, needed / 1e9)
+        return
     free = free_bytes(out.parent if not out.exists() else out)
     log.info(
         "%s: about %.2f GB to write (uncompressed upper bound), %.2f GB free", out, needed / 1e9, free / 1e9
@@ -141,7 +145,7 @@ def _space_check(out: Path, needed: int, free_bytes: FreeBytes) -> None:
 
 
 def _open_or_create(
-    renders: Path, out: Path, params: ExtractParams, runner: ModelRunner, overwrite: bool
+    renders: StoreLocation, out: StoreLocation, params: ExtractParams, runner: ModelRunner, overwrite: bool
 ) -> tuple[zarr.Group, zarr.Group, FeatureLayout]:
     rgroup = open_store(renders, "renders")
     pending = int((rgroup["status"][:] == STATUS_PENDING).sum())
@@ -150,7 +154,7 @@ def _open_or_create(
     H, W = rgroup.attrs["image_size"]
     layout = runner.layout(n_pairs=int(rgroup.attrs["n_pairs"]), image_size=(H, W))
     attrs = _store_attrs(runner, params, _renders_identity(renders, rgroup))
-    if not out.exists() or overwrite:
+    if not exists(out) or overwrite:
         try:
             return rgroup, create_features_store(out, layout, attrs=attrs, overwrite=overwrite), layout
         except StoreExistsError:  # a process started beside this one created it first
@@ -197,8 +201,8 @@ def extract_shards(
     if not shard_ids:
         return 0
     runner = runner or ModelRunner.from_params(params)
-    rgroup = open_store(Path(renders), "renders")
-    group = open_features(Path(out), mode="r+")
+    rgroup = open_store(store_location(renders), "renders")
+    group = open_features(store_location(out), mode="r+")
     layout = runner.layout(n_pairs=int(group.attrs["n_pairs"]), image_size=tuple(group.attrs["image_size"]))
     full_locs = np.isin(np.array(layout.attn_locations), runner.full_attention_locations)
     slices = list(shard_slices(layout.n_pairs, layout.pairs_per_shard))
@@ -252,8 +256,8 @@ def extract_shards(
 
 
 def run_extract(
-    renders: Path,
-    out: Path,
+    renders: StoreLocation,
+    out: StoreLocation,
     params: ExtractParams,
     *,
     shard: tuple[int, int] = (0, 1),
@@ -265,8 +269,8 @@ def run_extract(
     """Fill every pending shard of `out` that belongs to this process, then finalise if all are done.
 
     Args:
-        renders: the renders store to read (must be complete).
-        out: the features store to create or resume.
+        renders: the renders store to read (must be complete): a folder or an fsspec URL.
+        out: the features store to create or resume: a folder or an fsspec URL (s3://...).
         params: the extract parameters.
         shard: (i, n): this process fills shards k with k % n == i (whole shards, never pairs).
         workers: dask worker processes on this machine (each builds its own model).

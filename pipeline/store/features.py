@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,8 @@ import zarr
 
 from pipeline.errors import SchemaError, ShapeError
 from pipeline.store import shard_writer
+from pipeline.store.int8 import decode_int8
+from pipeline.store.location import StoreLocation
 from pipeline.store.validate import validate_store
 from pipeline.store.writer import create_store, open_store
 
@@ -45,6 +46,7 @@ class FeatureLayout:
         dec_dim: decoder width (768).
         n_heads: decoder attention heads A.
         n_high_norm: how many top-norm token indices to keep per pair, view and location.
+        acts_encoding: "float16", or "int8" (codes in `acts`, per-channel `acts_scale`).
     """
 
     n_pairs: int
@@ -57,6 +59,7 @@ class FeatureLayout:
     dec_dim: int
     n_heads: int
     n_high_norm: int = 4
+    acts_encoding: str = "float16"
 
     @property
     def n_tokens(self) -> int:
@@ -88,7 +91,7 @@ class FeatureLayout:
 
 
 def create_features_store(
-    path: Path, layout: FeatureLayout, *, attrs: Mapping[str, Any], overwrite: bool = False
+    path: StoreLocation, layout: FeatureLayout, *, attrs: Mapping[str, Any], overwrite: bool = False
 ) -> zarr.Group:
     """Create an empty features store with every schema array, coordinates and attributes."""
     return create_store(
@@ -112,10 +115,11 @@ def create_features_store(
             "percentile": np.array(PERCENTILES, dtype=np.float32),
         },
         overwrite=overwrite,
+        encodings={"acts": "int8"} if layout.acts_encoding == "int8" else None,
     )
 
 
-def open_features(path: Path, *, mode: str = "r") -> zarr.Group:
+def open_features(path: StoreLocation, *, mode: str = "r") -> zarr.Group:
     """Open a features store, refusing one that does not match store_schema.yaml.
 
     Raises:
@@ -133,6 +137,7 @@ def open_features(path: Path, *, mode: str = "r") -> zarr.Group:
 SHARD_ARRAYS = (
     "enc",
     "acts",
+    "acts_scale",
     "attn",
     "attn_argmax",
     "attn_full",
@@ -168,13 +173,14 @@ def write_shard(
         start: first pair of the shard.
         data: every name in SHARD_ARRAYS with leading dim = pairs of the shard, every
             name in STAT_ARRAYS without the shard_index dim, and "status". `attn_full`
-            may be None when no pair of the shard gets full maps (nothing is stored).
+            may be None (or left out) when no pair of the shard gets full maps, and
+            `acts_scale` when acts are float16: nothing is stored for them.
 
     Raises:
         ShapeError: an array's shape is not the store's for that pair range.
     """
     n = len(data["status"])
-    names = [name for name in (*SHARD_ARRAYS, *STAT_ARRAYS) if data[name] is not None]
+    names = [name for name in (*SHARD_ARRAYS, *STAT_ARRAYS) if data.get(name) is not None]
     for name in names:
         array = group[name]
         expected = (n, *array.shape[1:]) if name in SHARD_ARRAYS else array.shape[1:]
@@ -198,6 +204,22 @@ def write_shard(
             else:
                 array[sl] = data[name]
     group["status"][sl] = data["status"]  # last: marks the shard complete
+
+
+def read_acts(group: zarr.Group, index: tuple[int | slice, ...]) -> np.ndarray:
+    """`acts[index]` as values: float16 as stored, or int8 codes decoded to float32.
+
+    Args:
+        group: an open features store.
+        index: a basic selection over the leading (pair, view, location) dims only, so the
+            same selection picks the matching per-channel scales of an int8 store.
+    """
+    if len(index) > 3:
+        raise ShapeError(f"read_acts selects over (pair, view, location) only, got {len(index)} entries")
+    values = group["acts"][index]
+    if values.dtype != np.int8:
+        return values
+    return decode_int8(values, group["acts_scale"][index])
 
 
 def finalise_statistics(group: zarr.Group) -> None:

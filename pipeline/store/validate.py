@@ -6,17 +6,16 @@ expects and what was found, so `probe3r store validate` output can be acted on d
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import zarr
 
 from pipeline.errors import SchemaError, StoreNotFoundError
+from pipeline.store.location import StoreLocation, exists
 from pipeline.store.schema import ArraySpec, Schema, attr_type_ok, load_schema
 
 
-def _open_any(path: Path) -> zarr.Group:
-    if not path.exists():
+def _open_any(path: StoreLocation) -> zarr.Group:
+    if not exists(path):
         raise StoreNotFoundError(f"{path}: no store there")
     try:
         return zarr.open_group(str(path), mode="r")
@@ -24,7 +23,9 @@ def _open_any(path: Path) -> zarr.Group:
         raise StoreNotFoundError(f"{path}: not a zarr group ({err})") from None
 
 
-def _codec_problems(path: Path, name: str, array: zarr.Array, expected: list, where: str) -> list[str]:
+def _codec_problems(
+    path: StoreLocation, name: str, array: zarr.Array, expected: list, where: str
+) -> list[str]:
     found = [type(c).__name__ for c in array.compressors]
     want = [type(c).__name__ for c in expected]
     if found != want:
@@ -32,7 +33,7 @@ def _codec_problems(path: Path, name: str, array: zarr.Array, expected: list, wh
     return []
 
 
-def validate_store(path: Path, schema: Schema | None = None) -> list[str]:
+def validate_store(path: StoreLocation, schema: Schema | None = None) -> list[str]:
     """Every way the store at `path` differs from its schema entry; empty when it conforms.
 
     The store kind is read from the group's `store_kind` attribute.
@@ -64,8 +65,19 @@ def validate_store(path: Path, schema: Schema | None = None) -> list[str]:
     for name in sorted(present - set(spec.arrays)):
         problems.append(f"{path}: array '{name}' is not listed in {schema.path.name} ({kind})")
     sizes: dict[str, int] = dict(spec.dim_sizes)
-    for name, aspec in spec.arrays.items():
-        where = f"{schema.path.name} ({aspec.key})"
+    encodings = attrs.get("encodings") or {}
+    if not isinstance(encodings, dict):
+        problems.append(f"{path}: attribute 'encodings' is {type(encodings).__name__}, expected a dict")
+        encodings = {}
+    for name, listed in spec.arrays.items():
+        where = f"{schema.path.name} ({listed.key})"
+        try:
+            aspec = listed.encoded(encodings.get(name))
+        except SchemaError as err:
+            problems.append(f"{path}: `encodings` attribute: {err}")
+            continue
+        if name in encodings:
+            where += f" with encoding {encodings[name]!r}"
         if name not in present:
             problems.append(f"{path}: missing array '{name}' listed in {where}")
             continue
@@ -99,7 +111,7 @@ def validate_store(path: Path, schema: Schema | None = None) -> list[str]:
 
 
 def _layout_problems(
-    path: Path, name: str, array: zarr.Array, aspec: ArraySpec, pairs_per_shard: int, where: str
+    path: StoreLocation, name: str, array: zarr.Array, aspec: ArraySpec, pairs_per_shard: int, where: str
 ) -> list[str]:
     """Chunk and shard shapes against the schema, resolved with the array's own dim sizes."""
     sizes = {**dict(zip(aspec.dims, array.shape, strict=True)), "shard": pairs_per_shard}
@@ -118,14 +130,14 @@ def _layout_problems(
     return problems
 
 
-def ensure_valid(path: Path) -> None:
+def ensure_valid(path: StoreLocation) -> None:
     """Raise SchemaError listing every problem `validate_store` finds."""
     problems = validate_store(path)
     if problems:
         raise SchemaError(f"{path} does not match the schema:\n  " + "\n  ".join(problems))
 
 
-def store_info(path: Path) -> str:
+def store_info(path: StoreLocation) -> str:
     """A human-readable summary: kind, attributes and each array's dims, dtype, chunks and size."""
     group = _open_any(path)
     lines = [f"{path}  (store_kind={group.attrs.get('store_kind')!r})", "attributes:"]

@@ -19,6 +19,7 @@ import zarr
 
 from pipeline import __version__
 from pipeline.errors import SchemaError, StoreNotFoundError
+from pipeline.store.location import StoreLocation, exists, is_url, remove
 from pipeline.store.schema import ArraySpec, Schema, StoreSpec, load_schema
 
 
@@ -38,7 +39,7 @@ def store_sizes(spec: StoreSpec, sizes: Mapping[str, int], pairs_per_shard: int)
 
 
 def create_store(
-    path: Path,
+    path: StoreLocation,
     kind: str,
     *,
     sizes: Mapping[str, int],
@@ -52,7 +53,7 @@ def create_store(
     """Create an empty store of `kind` with every array its schema entry lists.
 
     Args:
-        path: folder of the new store.
+        path: folder of the new store, or a URL on an fsspec filesystem.
         kind: store kind in store_schema.yaml (e.g. "renders").
         sizes: sizes of the dims the schema does not fix (e.g. pair, y, x).
         pairs_per_shard: pairs in one shard file, also the chunk of per-pair arrays.
@@ -73,11 +74,15 @@ def create_store(
     specs = {name: spec.array(name).encoded(encodings.get(name)) for name in spec.arrays}
     for name in encodings:
         spec.array(name)  # unknown array names fail here
-    if path.exists():
+    if exists(path):
         if not overwrite:
             raise StoreExistsError(f"{path}: a store already exists there; pass --overwrite to replace it")
-        shutil.rmtree(path)
+        remove(path)
     all_sizes = store_sizes(spec, sizes, pairs_per_shard)
+    if is_url(path):  # object stores have no rename: created in place (see docs/store.md)
+        _fill_new_store(path, schema, kind, specs, all_sizes, attrs, coords, encodings)
+        return zarr.open_group(str(path), mode="r+")
+    path = Path(path)
     staging = path.with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         _fill_new_store(staging, schema, kind, specs, all_sizes, attrs, coords, encodings)
@@ -106,7 +111,7 @@ def publish(staging: Path, path: Path) -> None:
 
 
 def _fill_new_store(
-    path: Path,
+    path: StoreLocation,
     schema: Schema,
     kind: str,
     specs: Mapping[str, ArraySpec],
@@ -152,14 +157,14 @@ def _fill_new_store(
     )
 
 
-def open_store(path: Path, kind: str, *, mode: str = "r") -> zarr.Group:
-    """Open an existing store and check it is of `kind`.
+def open_store(path: StoreLocation, kind: str, *, mode: str = "r") -> zarr.Group:
+    """Open an existing store (a local folder or an fsspec URL) and check it is of `kind`.
 
     Raises:
         StoreNotFoundError: nothing at `path`, or no zarr group there.
         SchemaError: the store is of another kind.
     """
-    if not path.exists():
+    if not exists(path):
         raise StoreNotFoundError(f"{path}: no store there (expected a {kind} store)")
     try:
         group = zarr.open_group(str(path), mode=mode)
