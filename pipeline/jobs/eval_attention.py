@@ -80,7 +80,9 @@ def correspondence_accuracy(
     cross = layout.cross
     p = layout.patch_size
     gt_b = gt[:, :, None, None, :]  # (B, V, 1, 1, Q)
-    compact = accuracy_at(match_errors(argmax[:, :, cross].astype(np.int64), gt_b, layout.grid, p), thresholds)
+    compact = accuracy_at(
+        match_errors(argmax[:, :, cross].astype(np.int64), gt_b, layout.grid, p), thresholds
+    )
     out = {"attention_compact": compact, "attention": np.full_like(compact, np.nan)}
     if full is not None:
         sub = full[:, :, cross]  # (B, V, C, A, Q, K)

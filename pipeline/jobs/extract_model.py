@@ -152,6 +152,7 @@ class ModelRunner:
             dec_dim=cfg.dec_embed_dim,
             n_heads=cfg.dec_num_heads,
             n_high_norm=self.params.n_high_norm,
+            acts_encoding="int8" if self.params.feature_encoding == "int8" else "float16",
         )
 
     @torch.inference_mode()

@@ -32,8 +32,10 @@ class ExtractParams:
         full_attention: attention maps also stored as full float16, same choices as `attention`
             (each must be stored compactly too).
         full_attention_splits: splits whose pairs get the full maps (the evaluation split by default).
-        feature_encoding: "fp16" (exact float16 rounding) or "fp16-m<bits>" (opt-in lossy:
-            float16 with <bits> of 10 mantissa bits kept; relative error <= 2**-(bits+1)).
+        feature_encoding: "fp16" (exact float16 rounding), or opt-in lossy: "fp16-m<bits>"
+            (float16 with <bits> of 10 mantissa bits kept; relative error <= 2**-(bits+1))
+            or "int8" (per-channel scales; error <= 1/254 of the channel's largest value in
+            that pair, view and location; half the bytes).
         overflow: what to do with activations beyond float16's range: "error" or "clip".
         n_high_norm: token indices with the largest norms kept per pair, view and location.
         pairs_per_shard: pairs per shard of the features store, the unit of work of one writer.
@@ -68,13 +70,13 @@ class ExtractParams:
         self.mantissa_bits()  # validates feature_encoding
 
     def mantissa_bits(self) -> int:
-        """Mantissa bits kept by `feature_encoding` (10 for exact float16)."""
+        """Mantissa bits kept by `feature_encoding` (10 for exact float16; int8 has no mantissa)."""
         enc = self.feature_encoding
-        if enc == "fp16":
+        if enc in ("fp16", "int8"):
             return 10
         if enc.startswith("fp16-m") and enc[6:].isdigit() and 0 <= int(enc[6:]) <= 10:
             return int(enc[6:])
-        raise ConfigError(f"extract.feature_encoding must be 'fp16' or 'fp16-m<0..10>', got {enc!r}")
+        raise ConfigError(f"extract.feature_encoding must be 'fp16', 'fp16-m<0..10>' or 'int8', got {enc!r}")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ExtractParams:

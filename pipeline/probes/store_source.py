@@ -21,6 +21,7 @@ import zarr
 
 from pipeline.errors import SchemaError, unknown_name_message
 from pipeline.probes.batches import Batch, batch_indices
+from pipeline.store.features import read_acts
 from pipeline.store.writer import open_store
 
 STATUS_OK = 1
@@ -95,11 +96,14 @@ class StoreSource:
             loc_runs = _runs(self.dec_index)
             block = np.concatenate(
                 [
-                    np.concatenate([self.group["acts"][a:b, :, c:d] for c, d in loc_runs], axis=2)
+                    np.concatenate(
+                        [read_acts(self.group, (slice(a, b), slice(None), slice(c, d))) for c, d in loc_runs],
+                        axis=2,
+                    )
                     for a, b in _runs(idx)
                 ]
             )
-            block = torch.from_numpy(block)  # (B, V, L, N, D) float16
+            block = torch.from_numpy(block)  # (B, V, L, N, D) float16 (float32 from an int8 store)
             dec = [loc for loc in self.locations if loc != "enc"]
             acts.update({loc: block[:, :, j] for j, loc in enumerate(dec)})
         if "enc" in self.locations:

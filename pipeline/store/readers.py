@@ -20,7 +20,7 @@ import zarr
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.errors import SchemaError, unknown_name_message
-from pipeline.store.features import STATUS_OK
+from pipeline.store.features import STATUS_OK, read_acts
 from pipeline.store.writer import open_store
 
 
@@ -42,6 +42,8 @@ def open_features_xarray(path: Path, *, upcast: bool = True) -> xr.Dataset:
         for name, var in ds.data_vars.items():
             if var.dtype == np.float16:
                 ds[name] = var.astype(np.float32)
+    if ds["acts"].dtype == np.int8:  # the opt-in int8 encoding: codes times per-channel scales
+        ds["acts"] = (ds["acts"].astype(np.float32) * ds["acts_scale"]).transpose(*ds["acts"].dims)
     return ds
 
 
@@ -119,7 +121,7 @@ class FeatureDataset(IterableDataset):
         if self.location == "enc":
             tokens = group["enc"][sl]  # (P, V, N, De)
         else:
-            tokens = group["acts"][sl, :, self.location_index]  # (P, V, N, D)
+            tokens = read_acts(group, (sl, slice(None), self.location_index))  # (P, V, N, D)
         extra = {name: rgroup[name][sl] for name in self.render_arrays} if rgroup is not None else {}
         for k in np.flatnonzero(keep):
             item = {"pair": sl.start + int(k), "tokens": torch.from_numpy(tokens[k].astype(np.float32))}

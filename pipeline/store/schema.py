@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class ArraySpec:
     fill_value: Any
     description: str
     write_empty_chunks: bool = True
+    encodings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -70,6 +71,26 @@ class ArraySpec:
     @property
     def dtype(self) -> Any:
         return _DTYPES[self.dtype_name]
+
+    def encoded(self, encoding: str | None) -> ArraySpec:
+        """This entry as stored with one of its opt-in `encodings` (None: as listed).
+
+        Raises:
+            SchemaError: the array has no such encoding.
+        """
+        if encoding is None:
+            return self
+        if encoding not in self.encodings:
+            raise SchemaError(f"{self.key}: {unknown_name_message('encoding', encoding, self.encodings)}")
+        override = self.encodings[encoding]
+        dtype = override.get("dtype", self.dtype_name)
+        return replace(
+            self,
+            dtype_name=dtype,
+            fill_value=_parse_fill(override.get("fill_value"), dtype),
+            codec=override.get("codec", self.codec),
+            encodings={},
+        )
 
     def shape(self, sizes: dict[str, int]) -> tuple[int, ...]:
         """Array shape given the size of every dim."""
@@ -144,15 +165,17 @@ def _parse_fill(value: Any, dtype_name: str) -> Any:
 
 def _parse_array(store: str, name: str, raw: dict, path: Path) -> ArraySpec:
     where = f"{path.name}: {store}.{name}"
-    for field in ("dims", "dtype", "chunks"):
-        if field not in raw:
-            raise SchemaError(f"{where}: missing '{field}'")
-    if raw["dtype"] not in _DTYPES:
-        raise SchemaError(f"{where}: {unknown_name_message('dtype', raw['dtype'], _DTYPES)}")
+    for key in ("dims", "dtype", "chunks"):
+        if key not in raw:
+            raise SchemaError(f"{where}: missing '{key}'")
+    encodings = dict(raw.get("encodings") or {})
+    for dtype in [raw["dtype"], *(e.get("dtype", raw["dtype"]) for e in encodings.values())]:
+        if dtype not in _DTYPES:
+            raise SchemaError(f"{where}: {unknown_name_message('dtype', dtype, _DTYPES)}")
     dims = tuple(raw["dims"])
-    for field in ("chunks", "shards"):
-        if field in raw and len(raw[field]) != len(dims):
-            raise SchemaError(f"{where}: '{field}' has {len(raw[field])} entries for {len(dims)} dims {dims}")
+    for key in ("chunks", "shards"):
+        if key in raw and len(raw[key]) != len(dims):
+            raise SchemaError(f"{where}: '{key}' has {len(raw[key])} entries for {len(dims)} dims {dims}")
     return ArraySpec(
         store=store,
         name=name,
@@ -164,6 +187,7 @@ def _parse_array(store: str, name: str, raw: dict, path: Path) -> ArraySpec:
         fill_value=_parse_fill(raw.get("fill_value"), raw["dtype"]),
         description=str(raw.get("description", "")).strip(),
         write_empty_chunks=bool(raw.get("write_empty_chunks", True)),
+        encodings=encodings,
     )
 
 

@@ -18,6 +18,7 @@ import zarr
 from pipeline.errors import ConfigError, SchemaError, StoreNotFoundError
 from pipeline.probes.probeset import ProbeSet
 from pipeline.store.attention_codec import decode_uint8
+from pipeline.store.features import read_acts
 from pipeline.store.writer import open_store
 from pipeline.viz.pair import PairView
 
@@ -97,7 +98,7 @@ def pair_acts(features: Path, pair: int, locations: Sequence[str]) -> dict[str, 
     acts = {}
     if "enc" in locations:
         acts["enc"] = torch.from_numpy(f["enc"][pair : pair + 1].astype(np.float32))
-    block = f["acts"][pair : pair + 1]  # (1, V, L, N, D)
+    block = read_acts(f, (slice(pair, pair + 1),))  # (1, V, L, N, D)
     for loc in locations:
         if loc != "enc":
             acts[loc] = torch.from_numpy(block[:, :, stored.index(loc)].astype(np.float32))

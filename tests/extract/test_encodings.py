@@ -78,8 +78,8 @@ def test_float16_cast_refuses_overflow_naming_where_and_clips_on_request() -> No
     ):
         encode_stream(x, overflow="error", where="pairs 0..3, 'acts'", n_high_norm=1)
     out = encode_stream(x, overflow="clip", where="x", n_high_norm=1)
-    assert out["clipped"].tolist() == [1, 1] and np.isfinite(out["fp16"]).all()
-    assert out["fp16"][0, 0, 0, 1] == np.float16(65504) and out["fp16"][1, 0, 0, 0] == np.float16(-65504)
+    assert out["clipped"].tolist() == [1, 1] and np.isfinite(out["values"]).all()
+    assert out["values"][0, 0, 0, 1] == np.float16(65504) and out["values"][1, 0, 0, 0] == np.float16(-65504)
 
 
 def test_stream_statistics_match_numpy_in_float64() -> None:
@@ -87,7 +87,7 @@ def test_stream_statistics_match_numpy_in_float64() -> None:
     x = rng.normal(size=(3, 2, 4, 16, 8)).astype(np.float32)  # (B, V, L, N, D)
     x[1, 0, 2, [5, 9]] = 10.0  # two tokens of equal, largest norm: the lower index first
     out = encode_stream(torch.from_numpy(x), overflow="error", where="x", n_high_norm=3)
-    np.testing.assert_array_equal(out["fp16"], x.astype(np.float16))
+    np.testing.assert_array_equal(out["values"], x.astype(np.float16))
     norms = np.linalg.norm(x.astype(np.float64), axis=-1)
     np.testing.assert_allclose(out["norms"], norms, rtol=1e-6)
     np.testing.assert_array_equal(out["top"], np.argsort(-norms, axis=-1, kind="stable")[..., :3])
