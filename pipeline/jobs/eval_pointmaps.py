@@ -1,29 +1,118 @@
 """Score every location's pointmap (or depth) prediction of a batch of pairs.
 
-One call per prediction method (a probe set, the head lens, the model's own output): the
-locations are stacked on a leading dim so each pair's medians, alignments and depth fits
-run once for all of them (the metrics in `pipeline.metrics` take leading dims).
+Per pair, the ground truth's side of every metric (valid points, their E.1
+normalisation for both views and for view 2, the depth pixels) is prepared once
+(`pair_targets`) and shared by every prediction method of the batch (probe sets, the
+head lens, the model's own output). Each method's locations are stacked on a leading dim,
+gathered once to the pair's valid pixels as channels-first rows, so the medians,
+alignments and depth fits run once for all of them (the metrics in `pipeline.metrics`
+take leading dims).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pipeline.metrics.depth import depth_metrics
-from pipeline.metrics.pointmap import ssi_error
-from pipeline.metrics.procrustes import procrustes_view2_error
+from pipeline.metrics.depth import align_scale_shift, depth_errors
+from pipeline.metrics.pointmap import Normalised, gather_valid, normalise, ssi_point_errors, view_means
+from pipeline.metrics.procrustes import procrustes_point_errors
 
 POINTMAP_METRICS = ("ssi_error", "ssi_error_v1", "ssi_error_v2", "procrustes_v2_error")
 DEPTH_METRICS = ("depth_abs_rel", "depth_delta1")
 METRICS = POINTMAP_METRICS + DEPTH_METRICS
+MIN_PROCRUSTES_POINTS = 3
+MIN_DEPTH_POINTS = 2
+
+
+class PairTargets(NamedTuple):
+    """What every prediction of one pair is scored against, prepared once per pair.
+
+    Attributes:
+        valid: (V, H, W) bool, the ground truth's valid pixels.
+        pixels: (n,) their flat indices into (V, H, W), in `gather_valid`'s order.
+        n_view: valid pixels per view.
+        points: E.1's normalised GT points of both views ((3, n), view 1 first); None
+            without a valid pixel.
+        view2: (3, n2) view 2's GT points for the Procrustes fit, and `view2_normalised`
+            their E.1 normalisation; None with fewer than 3.
+        depth: (m,) view 1's GT depth at its valid pixels with depth > 0, and `depth_keep`
+            which of view 1's valid pixels those are (None: all of them); depth None with
+            fewer than 2.
+    """
+
+    valid: Tensor
+    pixels: Tensor
+    n_view: tuple[int, int]
+    points: Normalised | None
+    view2: Tensor | None
+    view2_normalised: Normalised | None
+    depth: Tensor | None
+    depth_keep: Tensor | None
+
+
+def pair_targets(gt: Tensor, depth: Tensor, valid: Tensor) -> PairTargets:
+    """The GT side of every metric of one pair (see `PairTargets`).
+
+    Args:
+        gt: (V, H, W, 3) ground-truth points in view 1's camera frame, metres.
+        depth: (V, H, W) ground-truth z-depth of each view in its own frame, metres.
+        valid: (V, H, W) bool.
+    """
+    gt, depth = gt.float(), depth.float()
+    n_view = (int(valid[0].sum()), int(valid[1].sum()))
+    points = gather_valid(gt, valid)
+    view2 = points[:, n_view[0] :] if n_view[1] >= MIN_PROCRUSTES_POINTS else None
+    d1 = depth[0][valid[0]]
+    keep = d1 > 0
+    enough_depth = int(keep.sum()) >= MIN_DEPTH_POINTS
+    return PairTargets(
+        valid=valid,
+        pixels=valid.flatten().nonzero()[:, 0],
+        n_view=n_view,
+        points=normalise(points) if sum(n_view) else None,
+        view2=view2,
+        view2_normalised=None if view2 is None else normalise(view2),
+        depth=d1[keep] if enough_depth else None,
+        depth_keep=None if bool(keep.all()) else keep,
+    )
+
+
+def batch_targets(
+    gt: Tensor, depth: Tensor, valid: Tensor, device: torch.device | str = "cpu"
+) -> list[PairTargets]:
+    """`pair_targets` of each pair of a batch ((B, V, H, W, 3), (B, V, H, W), (B, V, H, W)), on `device`."""
+    return [
+        pair_targets(g.to(device), d.to(device), v.to(device))
+        for g, d, v in zip(gt, depth, valid, strict=True)
+    ]
+
+
+def gather_stacked(images: Sequence[Tensor], pixels: Tensor) -> Tensor:
+    """Chosen pixels of L images of one pair, stacked channels first: (L, C, n) float32.
+
+    Equals `torch.stack([gather_valid(x, valid) for x in images])` for pixels = the flat
+    indices of valid; `torch.take` into one preallocated tensor skips the boolean index
+    and the stack's copies, the costliest steps after the medians.
+
+    Args:
+        images: L tensors (V, H, W, C), any layout, on one device.
+        pixels: (n,) flat indices into (V, H, W), on that device.
+    """
+    c = images[0].shape[-1]
+    index = pixels[None] * c + torch.arange(c, device=pixels.device)[:, None]  # (C, n) into (V, H, W, C)
+    out = torch.empty((len(images), c, len(pixels)), dtype=torch.float32, device=pixels.device)
+    for i, image in enumerate(images):
+        torch.take(image.to(device=pixels.device, dtype=torch.float32), index, out=out[i])
+    return out
 
 
 def score_pair(
-    pred: Tensor, conf: Tensor, gt: Tensor, depth: Tensor, valid: Tensor, *, head: str, procrustes_scale: bool
+    pred: Tensor, conf: Tensor | None, targets: PairTargets, *, head: str, procrustes_scale: bool
 ) -> dict[str, Tensor]:
     """Every metric of L predictions of one pair.
 
@@ -31,29 +120,63 @@ def score_pair(
     so their z is not view 2's depth, and Table 1 compares both probe kinds on equal pixels.
 
     Args:
-        pred: (L, V, H, W, 3) pointmaps in view 1's frame, or (L, V, H, W, 1) depth (head "depth").
-        conf: (L, V, H, W) predicted confidences.
-        gt: (V, H, W, 3) ground-truth points in view 1's camera frame, metres.
-        depth: (V, H, W) ground-truth z-depth of each view in its own frame, metres.
-        valid: (V, H, W) bool.
+        pred: (L, C, n) the predictions at the pair's valid pixels (`gather_valid`, view 1's
+            first): pointmaps in view 1's frame (C = 3), or depth (C = 1, head "depth").
+        conf: (L, n2) predicted confidences at view 2's valid pixels (None for depth).
+        targets: the pair's `pair_targets`.
         head: "pointmap" or "depth".
         procrustes_scale: fit a similarity in E.2 (see `procrustes_view2_error`).
 
     Returns:
         metric name (METRICS) -> (L,); pointmap metrics are NaN for depth predictions.
     """
+    n1 = targets.n_view[0]
+    out = {name: torch.full(pred.shape[:1], torch.nan, device=pred.device) for name in METRICS}
     if head == "pointmap":
-        out = ssi_error(pred, gt, valid)
-        out["procrustes_v2_error"] = procrustes_view2_error(
-            pred, conf, gt, valid, with_scale=procrustes_scale
-        )
-        view1_depth = pred[:, 0, ..., 2]
+        if targets.points is not None:
+            out.update(view_means(ssi_point_errors(pred, targets.points), targets.n_view))
+        if targets.view2 is not None and conf is not None:
+            errors = procrustes_point_errors(
+                pred[..., n1:], conf, targets.view2, targets.view2_normalised, with_scale=procrustes_scale
+            )
+            out["procrustes_v2_error"] = errors.mean(-1)
+        view1_depth = pred[:, 2, :n1]
     else:
-        nan = torch.full(pred.shape[:1], torch.nan, dtype=pred.dtype, device=pred.device)
-        out = {name: nan for name in POINTMAP_METRICS}
-        view1_depth = pred[:, 0, ..., 0]
-    out.update(depth_metrics(view1_depth, depth[0], valid[0]))
+        view1_depth = pred[:, 0, :n1]
+    if targets.depth is not None:
+        d = view1_depth if targets.depth_keep is None else view1_depth[:, targets.depth_keep]
+        out.update(depth_errors(align_scale_shift(d, targets.depth), targets.depth))
     return out
+
+
+def score_targets(
+    outputs: Mapping[str, Mapping[str, Tensor]],
+    targets: Sequence[PairTargets],
+    *,
+    head: str,
+    procrustes_scale: bool,
+) -> dict[str, np.ndarray]:
+    """Every metric of every location's prediction, pair by pair, against prepared targets.
+
+    Args:
+        outputs: location -> {"pred": (B, V, H, W, C), "conf": (B, V, H, W)}.
+        targets: (B,) the pairs' `pair_targets` (`batch_targets`), on the predictions' device.
+        head: "pointmap" or "depth".
+        procrustes_scale: see `score_pair`.
+
+    Returns:
+        metric name -> (B, L) float64, locations in the order of `outputs`.
+    """
+    rows = []
+    for b, t in enumerate(targets):
+        pred = gather_stacked([o["pred"][b] for o in outputs.values()], t.pixels)
+        conf = (
+            gather_stacked([o["conf"][b, ..., None] for o in outputs.values()], t.pixels[t.n_view[0] :])[:, 0]
+            if head == "pointmap"
+            else None
+        )
+        rows.append(score_pair(pred, conf, t, head=head, procrustes_scale=procrustes_scale))
+    return {name: np.stack([r[name].double().cpu().numpy() for r in rows]) for name in METRICS}
 
 
 def score_batch(
@@ -65,34 +188,19 @@ def score_batch(
     head: str,
     procrustes_scale: bool,
 ) -> dict[str, np.ndarray]:
-    """Every metric of every location's prediction, pair by pair.
+    """`score_targets` for a batch whose targets are not prepared yet (one prediction method).
 
     Args:
         outputs: location -> {"pred": (B, V, H, W, C), "conf": (B, V, H, W)}.
-        gt: (B, V, H, W, 3) ground-truth points in view 1's camera frame (NaN where not valid).
+        gt: (B, V, H, W, 3) ground-truth points in view 1's camera frame.
         depth: (B, V, H, W) ground-truth depth of each view in its own frame.
         valid: (B, V, H, W) bool.
-        head: "pointmap" or "depth".
-        procrustes_scale: see `score_pair`.
+        head, procrustes_scale: see `score_pair`.
 
     Returns:
         metric name -> (B, L) float64, locations in the order of `outputs`.
     """
-    pred = torch.stack(
-        [o["pred"].float() for o in outputs.values()], 1
-    )  # (B, L, V, H, W, C), on their device
-    conf = torch.stack([o["conf"].float() for o in outputs.values()], 1)
-    gt, depth, valid = (t.to(pred.device) for t in (gt, depth, valid))
-    rows = [
-        score_pair(
-            pred[b],
-            conf[b],
-            gt[b].float(),
-            depth[b].float(),
-            valid[b],
-            head=head,
-            procrustes_scale=procrustes_scale,
-        )
-        for b in range(pred.shape[0])
-    ]
-    return {name: np.stack([r[name].double().cpu().numpy() for r in rows]) for name in METRICS}
+    device = next(iter(outputs.values()))["pred"].device
+    return score_targets(
+        outputs, batch_targets(gt, depth, valid, device), head=head, procrustes_scale=procrustes_scale
+    )

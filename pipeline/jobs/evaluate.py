@@ -29,7 +29,7 @@ from pipeline.jobs.eval_attention import (
     similarity_accuracy,
 )
 from pipeline.jobs.eval_params import EvaluateParams
-from pipeline.jobs.eval_pointmaps import score_batch
+from pipeline.jobs.eval_pointmaps import batch_targets, score_targets
 from pipeline.jobs.eval_report import write_report
 from pipeline.jobs.extract_model import store_identity, store_model
 from pipeline.jobs.train_probes import pick_device
@@ -174,27 +174,23 @@ def evaluate_pairs(
         idx = pairs[start : start + params.batch_size]
         with _Timer(results, "read"):
             batch = source.read(idx)
-            depth, gt = batch.depth[..., 0], batch.pts3d
+        with _Timer(results, "pointmap_metrics"):
+            targets = batch_targets(batch.pts3d, batch.depth[..., 0], batch.valid, device)
         for name, s in sets.items():
             with _Timer(results, "probes"):
                 with torch.no_grad():
                     outputs = s({loc: batch.acts[loc].to(device) for loc in s.spec.locations})
             with _Timer(results, "pointmap_metrics"):
-                scores = score_batch(
-                    outputs,
-                    gt,
-                    depth,
-                    batch.valid,
-                    head=s.spec.head.name,
-                    procrustes_scale=params.procrustes_scale,
+                scores = score_targets(
+                    outputs, targets, head=s.spec.head.name, procrustes_scale=params.procrustes_scale
                 )
             _append(per_method[name], scores)
         if model is not None:
             with _Timer(results, "lens"):
                 outputs = head_lens(model, {loc: batch.acts[loc] for loc in residual}, image_size)
             with _Timer(results, "pointmap_metrics"):
-                scores = score_batch(
-                    outputs, gt, depth, batch.valid, head="pointmap", procrustes_scale=params.procrustes_scale
+                scores = score_targets(
+                    outputs, targets, head="pointmap", procrustes_scale=params.procrustes_scale
                 )
             _append(per_method["lens"], scores)
         with _Timer(results, "read"):
@@ -206,9 +202,7 @@ def evaluate_pairs(
             }
             gt_match = read_rows(cgroup["patch_match"], idx)
         with _Timer(results, "pointmap_metrics"):
-            scores = score_batch(
-                own, gt, depth, batch.valid, head="pointmap", procrustes_scale=params.procrustes_scale
-            )
+            scores = score_targets(own, targets, head="pointmap", procrustes_scale=params.procrustes_scale)
         _append(per_method["model"], scores)
         with _Timer(results, "similarity"):
             sim = similarity_accuracy(

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from pipeline.errors import ConfigError, ShapeError
 from pipeline.metrics.bootstrap import bootstrap_of_means
-from pipeline.metrics.pointmap import ssi_point_errors
+from pipeline.metrics.pointmap import Normalised, gather_valid, normalise, ssi_point_errors
 from pipeline.probing.locations import SUBLAYERS, block_name
 
 
@@ -29,61 +29,64 @@ def weighted_procrustes(
     Solved in float64. The reflection fix (det R = +1) keeps R a rotation even when a
     mirrored fit would be closer. With `with_scale`, a scale s is fitted too (Umeyama's
     similarity, min sum_i w_i ||s R p_i + t - g_i||^2) and folded into the returned matrix.
+    The weighted cross-covariance is taken as sum_i w_i p_i g_i^T - mu_p mu_g^T (weights
+    summing to 1): one matrix product against the shared ground truth for every prediction.
 
     Args:
-        pred: (..., n, 3) points to move.
-        gt: (n, 3) target points.
+        pred: (..., 3, n) points to move, channels first.
+        gt: (3, n) target points.
         weights: (..., n) non-negative weights (the probe's confidences of view 2).
         with_scale: also fit a scale (not in the paper, which fits a rigid motion).
 
     Returns:
         M: (..., 3, 3) the rotation (times s with `with_scale`), and t: (..., 3), so that
-        aligned = pred @ M^T + t.
+        aligned = M @ pred + t[..., None].
 
     Example:
-        >>> R, t = weighted_procrustes(torch.rand(2, 50, 3), torch.rand(50, 3), torch.ones(2, 50))
+        >>> R, t = weighted_procrustes(torch.rand(2, 3, 50), torch.rand(3, 50), torch.ones(2, 50))
         >>> R.shape, t.shape
         (torch.Size([2, 3, 3]), torch.Size([2, 3]))
     """
-    if pred.shape[-2:] != gt.shape or weights.shape != pred.shape[:-1]:
+    if pred.shape[-2:] != gt.shape or gt.shape[0] != 3 or weights.shape != pred.shape[:-2] + pred.shape[-1:]:
         raise ShapeError(
-            f"expected pred (..., n, 3), gt (n, 3), weights (..., n); got {tuple(pred.shape)}, "
+            f"expected pred (..., 3, n), gt (3, n), weights (..., n); got {tuple(pred.shape)}, "
             f"{tuple(gt.shape)}, {tuple(weights.shape)}"
         )
     p, g, w = pred.double(), gt.double(), weights.double()
     w = w / w.sum(-1, keepdim=True).clamp(min=torch.finfo(w.dtype).tiny)
-    mu_p = (w[..., None] * p).sum(-2)
-    mu_g = (w[..., None] * g).sum(-2)
-    cov = ((p - mu_p[..., None, :]) * w[..., None]).transpose(-1, -2) @ (
-        g - mu_g[..., None, :]
-    )  # (..., 3, 3)
+    pw = p * w[..., None, :]
+    mu_p = pw.sum(-1)  # (..., 3)
+    mu_g = w @ g.T
+    cov = pw @ g.T - mu_p[..., :, None] * mu_g[..., None, :]  # (..., 3, 3)
     u, sigma, vh = torch.linalg.svd(cov)
     d = torch.sign(torch.linalg.det(vh.transpose(-1, -2) @ u.transpose(-1, -2)))
     signs = torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1)
     rot = vh.transpose(-1, -2) @ torch.diag_embed(signs) @ u.transpose(-1, -2)
     if with_scale:
-        var_p = (w * (p - mu_p[..., None, :]).square().sum(-1)).sum(-1)
+        var_p = (pw * p).sum((-1, -2)) - mu_p.square().sum(-1)
         scale = (sigma * signs).sum(-1) / var_p.clamp(min=torch.finfo(var_p.dtype).tiny)
         rot = rot * scale[..., None, None]
     t = mu_g - (rot @ mu_p[..., None])[..., 0]
     return rot.to(pred.dtype), t.to(pred.dtype)
 
 
-def procrustes_point_errors(pred: Tensor, gt: Tensor, conf: Tensor, *, with_scale: bool = False) -> Tensor:
+def procrustes_point_errors(
+    pred: Tensor, conf: Tensor, gt: Tensor, gt_normalised: Normalised, *, with_scale: bool = False
+) -> Tensor:
     """Per-point E.2 error: confidence-weighted rigid alignment, then E.1 on these points alone.
 
     Args:
-        pred: (..., n, 3) predicted view-2 points (view 1's frame, any scale).
-        gt: (n, 3) ground-truth view-2 points, metres.
+        pred: (..., 3, n) predicted view-2 points (view 1's frame, any scale), channels first.
         conf: (..., n) the prediction's confidences, the Procrustes weights.
+        gt: (3, n) ground-truth view-2 points, metres.
+        gt_normalised: `normalise(gt)`, computed once and shared by every prediction.
         with_scale: fit a similarity instead of a rigid motion (see `weighted_procrustes`).
 
     Returns:
         (..., n) error per point, metres.
     """
     rot, t = weighted_procrustes(pred, gt, conf, with_scale=with_scale)
-    aligned = pred @ rot.transpose(-1, -2) + t[..., None, :]
-    return ssi_point_errors(aligned, gt)
+    return ssi_point_errors(rot @ pred + t[..., None], gt_normalised)
 
 
 def procrustes_view2_error(
@@ -103,13 +106,13 @@ def procrustes_view2_error(
     Returns:
         (...) mean error over view 2's valid pixels, metres; NaN when it has fewer than 3.
     """
-    mask = valid[1]
+    mask = valid[1:]
     if int(mask.sum()) < 3:
         return torch.full(pred.shape[:-4], torch.nan, dtype=pred.dtype, device=pred.device)
-    p2 = pred[..., 1, :, :, :][..., mask, :]
-    return procrustes_point_errors(
-        p2, gt[1][mask], conf[..., 1, :, :][..., mask], with_scale=with_scale
-    ).mean(-1)
+    g = gather_valid(gt[1:], mask)
+    p = gather_valid(pred[..., 1:, :, :, :], mask)
+    c = gather_valid(conf[..., 1:, :, :, None], mask)[..., 0, :]
+    return procrustes_point_errors(p, c, g, normalise(g), with_scale=with_scale).mean(-1)
 
 
 def previous_location(block: int, sublayer: str) -> str:

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from pipeline.errors import ShapeError
-from pipeline.metrics.pointmap import median, ssi_error, ssi_point_errors
+from pipeline.metrics import pointmap
+from pipeline.metrics.pointmap import median, normalise, ssi_error, ssi_point_errors
 
 
 def pair_points(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,6 +25,32 @@ class TestMedian:
     def test_matches_numpy(self, n: int) -> None:
         x = torch.randn(3, n, dtype=torch.float64)
         np.testing.assert_allclose(median(x), np.median(x.numpy(), axis=-1), atol=1e-12)
+
+    @pytest.mark.parametrize("n", [40_000, 40_001])
+    @pytest.mark.parametrize("kind", ["normal", "ties", "constant", "sorted", "heavy_tail"])
+    def test_long_rows_are_exact(self, n: int, kind: str) -> None:
+        """Long rows take the bracketed selection; it must still give numpy's exact value."""
+        rng = np.random.default_rng(n)
+        x = {
+            "normal": rng.normal(size=(6, n)),
+            "ties": rng.integers(0, 4, size=(6, n)).astype(np.float64),
+            "constant": np.full((6, n), 2.5),
+            "sorted": np.sort(rng.normal(size=(6, n)))[:, ::-1],
+            "heavy_tail": rng.standard_cauchy(size=(6, n)),
+        }[kind].astype(np.float32)
+        np.testing.assert_array_equal(median(torch.from_numpy(x)), np.median(x, axis=-1))
+
+    def test_bracket_misses_fall_back_to_exact(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        x = np.random.default_rng(1).normal(size=(8, 50_000))
+        x[:4, ::2] = 7.0  # half the values of these rows tie just above the middle
+        monkeypatch.setattr(pointmap, "BRACKET_SIGMAS", 0.0)  # a bracket this narrow misses most rows
+        np.testing.assert_array_equal(median(torch.from_numpy(x)), np.median(x, axis=-1))
+
+    def test_other_dims_and_dtypes(self) -> None:
+        x = torch.randn(3, 50_000, 2, dtype=torch.float64)
+        np.testing.assert_array_equal(median(x, dim=1), np.median(x.numpy(), axis=1))
+        h = torch.randn(4, 9).half()  # not a numpy-selectable dtype here: torch's kthvalue
+        np.testing.assert_array_equal(median(h).numpy(), np.median(h.numpy(), axis=-1))
 
     def test_empty_is_refused(self) -> None:
         with pytest.raises(ShapeError, match="empty"):
@@ -75,5 +102,5 @@ class TestSsiError:
         assert torch.isnan(ssi_error(gt, gt, torch.zeros_like(valid))["ssi_error"])
 
     def test_shape_mismatch(self) -> None:
-        with pytest.raises(ShapeError, match=r"pred: expected \(\.\.\., n, 3\)"):
-            ssi_point_errors(torch.zeros(5, 3), torch.zeros(4, 3))
+        with pytest.raises(ShapeError, match=r"pred: expected \(\.\.\., 3, n\)"):
+            ssi_point_errors(torch.zeros(3, 5), normalise(torch.rand(3, 4)))

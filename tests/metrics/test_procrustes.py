@@ -9,7 +9,7 @@ from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.transform import Rotation
 
 from pipeline.errors import ConfigError, ShapeError
-from pipeline.metrics.pointmap import ssi_point_errors
+from pipeline.metrics.pointmap import normalise, ssi_point_errors
 from pipeline.metrics.procrustes import (
     bootstrap_contributions,
     contribution_locations,
@@ -38,14 +38,15 @@ class TestWeightedProcrustes:
         true_r = Rotation.random(random_state=seed).as_matrix()
         g = p @ true_r.T + rng.normal(size=3) + 0.3 * rng.normal(size=(200, 3))
         w = rng.uniform(1, 5, size=200)
-        rot, t = weighted_procrustes(torch.from_numpy(p), torch.from_numpy(g), torch.from_numpy(w))
+        pt, gt = torch.from_numpy(p.T.copy()), torch.from_numpy(g.T.copy())  # channels first
+        rot, t = weighted_procrustes(pt, gt, torch.from_numpy(w))
         ref_r, ref_t = scipy_weighted_fit(p, g, w)
         assert np.linalg.det(ref_r) > 0  # noise small enough that scipy's fit is a rotation
         np.testing.assert_allclose(rot.numpy(), ref_r, atol=1e-10)
         np.testing.assert_allclose(t.numpy(), ref_t, atol=1e-10)
         aligned = p @ ref_r.T + ref_t
-        ref_err = ssi_point_errors(torch.from_numpy(aligned), torch.from_numpy(g)).numpy()
-        err = procrustes_point_errors(torch.from_numpy(p), torch.from_numpy(g), torch.from_numpy(w)).numpy()
+        ref_err = ssi_point_errors(torch.from_numpy(aligned.T.copy()), normalise(gt)).numpy()
+        err = procrustes_point_errors(pt, torch.from_numpy(w), gt, normalise(gt)).numpy()
         np.testing.assert_allclose(err, ref_err, atol=1e-10)
 
     def test_similarity_matches_umeyama_on_exact_data(self) -> None:
@@ -54,29 +55,32 @@ class TestWeightedProcrustes:
         true_r = Rotation.random(random_state=5).as_matrix()
         g = 2.5 * p @ true_r.T + np.array([1.0, 2.0, 3.0])
         m, t = weighted_procrustes(
-            torch.from_numpy(p), torch.from_numpy(g), torch.from_numpy(rng.uniform(1, 2, 60)), with_scale=True
+            torch.from_numpy(p.T.copy()),
+            torch.from_numpy(g.T.copy()),
+            torch.from_numpy(rng.uniform(1, 2, 60)),
+            with_scale=True,
         )
         np.testing.assert_allclose(m.numpy(), 2.5 * true_r, atol=1e-10)
         np.testing.assert_allclose(t.numpy(), [1.0, 2.0, 3.0], atol=1e-10)
 
     def test_weights_matter(self) -> None:
         rng = np.random.default_rng(4)
-        p = torch.from_numpy(rng.normal(size=(100, 3)))
-        g = p + torch.from_numpy(rng.normal(size=(100, 3)))
+        p = torch.from_numpy(rng.normal(size=(3, 100)))
+        g = p + torch.from_numpy(rng.normal(size=(3, 100)))
         w = torch.from_numpy(rng.uniform(0.1, 10, size=100))
         r1, _ = weighted_procrustes(p, g, w)
         r2, _ = weighted_procrustes(p, g, torch.ones(100, dtype=torch.float64))
         assert (r1 - r2).abs().max() > 1e-3
 
     def test_reflection_is_never_returned(self) -> None:
-        p = torch.randn(50, 3, dtype=torch.float64)
-        g = p * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)  # a mirror image
+        p = torch.randn(3, 50, dtype=torch.float64)
+        g = p * torch.tensor([[-1.0], [1.0], [1.0]], dtype=torch.float64)  # a mirror image
         rot, _ = weighted_procrustes(p, g, torch.ones(50, dtype=torch.float64))
         assert torch.linalg.det(rot) == pytest.approx(1.0)
 
     def test_batched_leading_dims(self) -> None:
-        p = torch.randn(4, 2, 30, 3)
-        rot, t = weighted_procrustes(p, torch.randn(30, 3), torch.rand(4, 2, 30))
+        p = torch.randn(4, 2, 3, 30)
+        rot, t = weighted_procrustes(p, torch.randn(3, 30), torch.rand(4, 2, 30))
         assert rot.shape == (4, 2, 3, 3) and t.shape == (4, 2, 3)
 
 
