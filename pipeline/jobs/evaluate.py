@@ -33,6 +33,7 @@ from pipeline.jobs.eval_pointmaps import batch_targets, score_targets
 from pipeline.jobs.eval_report import write_report
 from pipeline.jobs.extract_model import store_identity, store_model
 from pipeline.jobs.train_probes import pick_device
+from pipeline.memory import keep_freed_memory
 from pipeline.metrics.lens import head_lens
 from pipeline.probes.files import load_probes
 from pipeline.probes.store_source import StoreSource
@@ -268,6 +269,7 @@ def run_evaluate(
         the metrics.json content, plus "timings" (seconds per part of the pass).
     """
     started = time.perf_counter()
+    keep_freed_memory()  # every batch allocates the same large tensors: reuse them, skip the page faults
     results = evaluate_pairs(features, renders, correspondences, probes, params, progress=progress)
     with _Timer(results, "aggregate_and_write"):
         metrics = write_report(results, params, out, store_identity(features))
