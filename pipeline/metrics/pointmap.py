@@ -157,21 +157,21 @@ def _norms_of_temporary(vectors: Tensor) -> Tensor:
 def normalise(points: Tensor) -> Normalised:
     """Steps 1-3 of E.1: subtract the median depth; scale = median distance to the median point.
 
-    The median of the shifted z needs no second selection: subtracting a constant keeps
-    the order, so its middle values are the shifted middle values of z.
+    One selection gives the middle values of x, y and z together. The median of the
+    shifted z needs none of its own: subtracting a constant keeps the order, so its middle
+    values are the shifted middle values of z.
 
     Args:
         points: (..., 3, n) one point set (a pair, or one view) per leading index, xyz rows
             in one camera frame.
     """
-    n = points.shape[-1]
-    z_lo, z_hi = middle_values(points[..., 2, :])
-    mid_z = z_lo if n % 2 else (z_lo + z_hi) / 2
+    lo, hi = middle_values(points)  # (..., 3) each
+    mid = lo if points.shape[-1] % 2 else (lo + hi) / 2
     shifted = points.clone()
-    shifted[..., 2, :] -= mid_z[..., None]
-    origin_xy = torch.stack([median(points[..., 0, :]), median(points[..., 1, :])], -1)
-    lo, hi = z_lo - mid_z, z_hi - mid_z
-    origin = torch.cat([origin_xy, (lo if n % 2 else (lo + hi) / 2)[..., None]], dim=-1)
+    shifted[..., 2, :] -= mid[..., 2, None]
+    shifted_z = torch.stack([lo[..., 2], hi[..., 2]], -1) - mid[..., 2, None]  # its middle values
+    origin_z = shifted_z[..., 0] if points.shape[-1] % 2 else shifted_z.sum(-1) / 2
+    origin = torch.cat([mid[..., :2], origin_z[..., None]], dim=-1)
     return Normalised(shifted, median(_norms_of_temporary(shifted - origin[..., None])))
 
 
