@@ -68,7 +68,8 @@ def correspondence_accuracy(
 
     Args:
         argmax: (B, V, La, A, Q) exact argmax of every attention row (`attn_argmax`).
-        full: (B, V, La, A, Q, K) full float16 maps, NaN for pairs without them; None: none at all.
+        full: (B, V, C, A, Q, K) full float16 maps of the C cross-attention maps (in
+            `layout.cross` order), NaN for pairs without them; None: none at all.
         gt: (B, V, Q) patch_match of each view's patches into the other view (-1: none).
         layout: the store's layout.
         thresholds: (T,) pixels.
@@ -85,9 +86,8 @@ def correspondence_accuracy(
     )
     out = {"attention_compact": compact, "attention": np.full_like(compact, np.nan)}
     if full is not None:
-        sub = full[:, :, cross]  # (B, V, C, A, Q, K)
-        stored = np.isfinite(sub[:, 0, :, 0, 0, 0])  # (B, C): maps not stored read as NaN
-        acc = accuracy_at(match_errors(np.nan_to_num(sub).argmax(-1), gt_b, layout.grid, p), thresholds)
+        stored = np.isfinite(full[:, 0, :, 0, 0, 0])  # (B, C): maps not stored read as NaN
+        acc = accuracy_at(match_errors(np.nan_to_num(full).argmax(-1), gt_b, layout.grid, p), thresholds)
         out["attention"] = np.where(stored[:, None, :, None, None], acc, np.nan).astype(np.float32)
     return out
 

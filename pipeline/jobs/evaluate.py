@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,17 @@ class PairResults:
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
-def read_rows(array: zarr.Array, idx: np.ndarray) -> np.ndarray:
-    """array[idx] for sorted idx, as slice reads of consecutive runs (index arrays are far slower)."""
+def read_rows(array: zarr.Array, idx: np.ndarray, locations: Sequence[int] | None = None) -> np.ndarray:
+    """array[idx] for sorted idx, as slice reads of consecutive runs (index arrays are far slower).
+
+    `locations` picks entries of the third axis (e.g. the cross-attention maps) so that only
+    their chunks are read and decompressed.
+    """
     breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-    return np.concatenate([array[int(r[0]) : int(r[-1]) + 1] for r in np.split(idx, breaks) if len(r)])
+    runs = [slice(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, breaks) if len(r)]
+    if locations is None:
+        return np.concatenate([array[r] for r in runs])
+    return np.concatenate([array.get_orthogonal_selection((r, slice(None), list(locations))) for r in runs])
 
 
 def select_pairs(group: zarr.Group, cgroup: zarr.Group, params: EvaluateParams) -> np.ndarray:
@@ -219,8 +227,8 @@ def evaluate_pairs(
                 codes = read_rows(group["attn"], idx)
                 argmax = read_rows(group["attn_argmax"], idx)
                 norms = read_rows(group["token_norm"], idx)
-                full = (
-                    read_rows(group["attn_full"], idx)
+                full = (  # the cross-attention maps only: correspondence reads no others
+                    read_rows(group["attn_full"], idx, results.layout.cross)
                     if group["has_full_attn"].get_orthogonal_selection((idx,)).any()
                     else None
                 )
