@@ -84,7 +84,8 @@ def read_rows(array: zarr.Array, idx: np.ndarray, locations: Sequence[int] | Non
     runs = [slice(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, breaks) if len(r)]
     if locations is None:
         return np.concatenate([array[r] for r in runs])
-    return np.concatenate([array.get_orthogonal_selection((r, slice(None), list(locations))) for r in runs])
+    # one slice per location: zarr's orthogonal selection on sharded arrays is ~100x slower
+    return np.concatenate([np.concatenate([array[r, :, k : k + 1] for k in locations], axis=2) for r in runs])
 
 
 def select_pairs(group: zarr.Group, cgroup: zarr.Group, params: EvaluateParams) -> np.ndarray:
