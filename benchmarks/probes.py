@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import zarr
 
+from pipeline.memory import keep_freed_memory
 from pipeline.model.registry import build_model, get_config
 from pipeline.probes.batches import TensorSource
 from pipeline.probes.live import LiveSource
@@ -105,6 +106,7 @@ def plain_read_rate(features: Path, renders: Path, n_pairs: int) -> float:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the train_probes stage does: batched steps reuse their pages
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="small")
     ap.add_argument("--pairs", type=int, default=16)

@@ -19,6 +19,7 @@ from torch import nn
 
 from pipeline.errors import ConfigError
 from pipeline.jobs.extract_model import pick_device
+from pipeline.memory import keep_freed_memory
 from pipeline.params import section_kwargs
 from pipeline.probes.batches import ProbeSource
 from pipeline.probes.files import save_probes
@@ -134,6 +135,7 @@ def run_train_probes(
     Returns:
         set name → location → final validation loss.
     """
+    keep_freed_memory()  # every step allocates the same large batched tensors: reuse them (2x on CPU)
     cfg = params.train_config()
     common = {"batch_size": cfg.batch_size, "seed": cfg.seed}
     if model is None:
