@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import pickle
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -191,7 +192,13 @@ def train(
     start = 0
     ckpt_path = checkpoint
     if ckpt_path and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
+        try:  # weights_only: a checkpoint is data; never run code it carries
+            ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise ConfigError(
+                f"{ckpt_path}: refused to unpickle a probe checkpoint holding more than tensors and "
+                f"plain values ({str(e).splitlines()[0]}); delete it or use --overwrite"
+            ) from e
         if ckpt["identity"] != identity:
             raise ConfigError(
                 f"{ckpt_path}: checkpoint of other probes or settings; delete it or use --overwrite"

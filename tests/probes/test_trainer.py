@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from pipeline.errors import ConfigError
 from pipeline.probes.batches import Batch, TensorSource
 from pipeline.probes.heads import tokens_to_pixels
 from pipeline.probes.loss import conf_regression_loss
@@ -162,3 +163,23 @@ def test_resumed_run_ends_where_an_uninterrupted_run_does(
     assert set(rows[0]) == {"step", "lr", "linear/b00.self"}
     with (tmp_path / "b" / "val_loss.csv").open() as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [3, 6]
+
+
+def test_checkpoint_carrying_code_is_refused_without_running(
+    tmp_path: Path, problem: dict, make_source: Callable[..., TensorSource], layout: dict
+) -> None:
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"step": 1, "identity": Payload()}, ckpt)
+    probes = ProbeSet(ProbeSpec("linear", {"b00.self": 16}, **layout))
+    cfg = TrainConfig(steps=2, batch_size=4)
+    with pytest.raises(ConfigError, match=r"ckpt\.pt: refused to unpickle"):
+        train(
+            {"linear": probes}, make_source(problem, range(8), 4), None, cfg, checkpoint=ckpt, progress=False
+        )
+    assert not marker.exists()
