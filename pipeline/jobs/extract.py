@@ -1,16 +1,19 @@
 """The extract job: data/renders.zarr → the model, captured → data/features.zarr, shard by shard.
 
 Every shard is computed whole and written whole by one writer, `status` last, while the
-next shard is computed (a writer thread overlaps compute and I/O). So a killed run resumed
-with the same parameters recomputes only shards with a pending status and ends with the
-same store, and `shard=(i, n)` lets n processes (or GPUs, or dask workers) fill disjoint
-shards of one store. A store made by another model, renders store or parameters is
-refused; the bytes to write are estimated before starting and checked against free space.
+next shard is computed (a writer thread overlaps compute and I/O where that pays). So a
+killed run resumed with the same parameters recomputes only shards with a pending status
+and ends with the same store, and `shard=(i, n)` lets n processes (or GPUs, or dask
+workers) fill disjoint shards of one store. A store made by another model, renders store
+or parameters is refused; the bytes to write are estimated before starting and checked
+against free space.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import zarr
 from tqdm.auto import tqdm
 
@@ -164,22 +168,36 @@ def _open_or_create(
     return rgroup, group, layout
 
 
-def _encode_and_write(group: zarr.Group, jobs: queue.Queue, errors: list[BaseException]) -> None:
-    """The second thread of extraction: encode each captured batch, write each finished shard.
+def _run_job(group: zarr.Group, job: tuple) -> None:
+    """Encode one captured batch ("batch", encoder, idx, captured) or write one finished shard
+    ("shard", encoder, shard_index, start)."""
+    kind, encoder, *rest = job
+    if kind == "batch":
+        encoder.add(*rest)
+    else:
+        write_shard(group, *rest, encoder.result())
 
-    Jobs are ("batch", encoder, idx, captured) and ("shard", encoder, shard_index, start); None ends it.
-    """
+
+def _encode_and_write(group: zarr.Group, jobs: queue.Queue, errors: list[BaseException]) -> None:
+    """The second thread of extraction: run each job of `jobs` until None ends it."""
     while (job := jobs.get()) is not None:
         if errors:
             continue  # drain the queue so the model thread never blocks on a dead consumer
-        kind, encoder, *rest = job
         try:
-            if kind == "batch":
-                encoder.add(*rest)
-            else:
-                write_shard(group, *rest, encoder.result())
+            _run_job(group, job)
         except BaseException as err:  # handed to the model thread, which re-raises it
             errors.append(err)
+
+
+def overlap_pays(device: torch.device) -> bool:
+    """Whether encoding and writing should run in a second thread beside the forward pass.
+
+    A GPU forward pass leaves the CPU free, and so does a CPU model held to fewer threads
+    than there are cores. A CPU model on every core gains nothing from a second busy
+    thread and loses to the oversubscription: on the 2-core VM, extract ran at 1.77 pairs/s
+    overlapped and 2.0 with encoding and writing done in turn (docs/store.md).
+    """
+    return device.type != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1)
 
 
 def extract_shards(
@@ -194,8 +212,9 @@ def extract_shards(
 
     A top-level function so dask can ship it to another process or machine; the model is
     built once per call (or `runner` is reused in-process). The model runs in this thread;
-    a second thread encodes each batch and writes each finished shard, so the forward pass
-    of batch i+1 overlaps the encoding of batch i and the writing of the previous shard.
+    where that pays (`overlap_pays`), a second thread encodes each batch and writes each
+    finished shard, so the forward pass of batch i+1 overlaps the encoding of batch i and
+    the writing of the previous shard; otherwise they take turns in this thread.
     `progress` shows a bar of pairs (the dask path has its own bar).
     """
     if not shard_ids:
@@ -208,8 +227,12 @@ def extract_shards(
     slices = list(shard_slices(layout.n_pairs, layout.pairs_per_shard))
     jobs: queue.Queue = queue.Queue(maxsize=CAPTURED_BATCHES_IN_FLIGHT)
     errors: list[BaseException] = []
-    consumer = threading.Thread(target=_encode_and_write, args=(group, jobs, errors), daemon=True)
-    consumer.start()
+    consumer = None
+    submit: Callable[[tuple], None] = functools.partial(_run_job, group)
+    if overlap_pays(runner.device):
+        consumer = threading.Thread(target=_encode_and_write, args=(group, jobs, errors), daemon=True)
+        consumer.start()
+        submit = jobs.put
     bar = tqdm(
         total=sum(slices[k].stop - slices[k].start for k in shard_ids),
         desc="extract",
@@ -239,16 +262,17 @@ def extract_shards(
             for idx in encoder.batches(params.batch_size):
                 if errors:
                     break
-                jobs.put(("batch", encoder, idx, runner(shard.rgb[idx])))
+                submit(("batch", encoder, idx, runner(shard.rgb[idx])))
                 bar.update(len(idx))
             if errors:
                 break
-            jobs.put(("shard", encoder, k, sl.start))
+            submit(("shard", encoder, k, sl.start))
             bar.update(int((~shard.rendered).sum()))
             log.debug("shard %d computed", k)
     finally:
-        jobs.put(None)
-        consumer.join()
+        if consumer is not None:
+            jobs.put(None)
+            consumer.join()
         bar.close()
     if errors:
         raise errors[0]

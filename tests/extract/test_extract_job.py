@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from pipeline.errors import SchemaError
+from pipeline.jobs import extract as extract_job
 from pipeline.jobs.extract import DiskSpaceError, run_extract
 from pipeline.jobs.extract_model import ModelRunner
 from pipeline.store.attention_codec import UINT8_MAX_ABS_ERROR
@@ -116,6 +118,32 @@ def test_disjoint_shard_writers_give_the_same_store_as_one(renders: Path, tmp_pa
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     run_extract(renders, two, tiny_params(), shard=(1, 2))  # nothing left: finalises
     assert_same_store(tmp_path / "one.zarr", two)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_writer_thread_or_none_gives_the_same_store_and_surfaces_errors(
+    renders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlap: bool
+) -> None:
+    run_extract(renders, tmp_path / "reference.zarr", tiny_params())
+    monkeypatch.setattr(extract_job, "overlap_pays", lambda device: overlap)
+    run_extract(renders, tmp_path / "f.zarr", tiny_params())
+    assert_same_store(tmp_path / "reference.zarr", tmp_path / "f.zarr")
+
+    def full_disk(*args: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(extract_job, "write_shard", full_disk)
+    with pytest.raises(OSError, match="No space left"):  # raised in the writer thread, re-raised here
+        run_extract(renders, tmp_path / "g.zarr", tiny_params())
+
+
+def test_writer_thread_only_where_the_model_leaves_cores_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract_job.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(extract_job.torch, "get_num_threads", lambda: 4)
+    assert extract_job.overlap_pays(torch.device("cuda"))
+    assert not extract_job.overlap_pays(torch.device("cpu"))
+    monkeypatch.setattr(extract_job.torch, "get_num_threads", lambda: 3)
+    assert extract_job.overlap_pays(torch.device("cpu"))
 
 
 def test_killed_run_resumes_to_the_same_store(tmp_path: Path) -> None:
