@@ -20,6 +20,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,34 +36,55 @@ from pipeline.params import load_section
 PROBE_KEYS = ("kinds", "locations", "head", "depth_kinds", "depth_beta", "hidden", "n_layers", "shared_views")
 
 
+def cached(path: Path, key: dict[str, Any], make: Callable[[], object]) -> None:
+    """Build `path` with `make` unless an earlier run built it from the same `key`.
+
+    The key (the settings that decide the contents) is written beside the folder once the
+    build has finished, so a cache made with other settings (say, probes of another width)
+    or left half-built by a crash is rebuilt, never timed by mistake.
+    """
+    stamp = path.with_name(path.name + ".key.json")
+    text = json.dumps(key, sort_keys=True)
+    if path.exists() and stamp.exists() and stamp.read_text() == text:
+        return
+    stamp.unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+    make()
+    stamp.write_text(text)
+
+
 def build(root: Path, n_pairs: int, params_file: Path, device: str) -> float:
     """Render, extract, correspond and train probes under `root`; returns extract's seconds.
 
-    Renders, correspondences and probes are reused when present (they do not change
-    between runs); the features store is always extracted again, so each run times it.
+    Renders, correspondences and probes are reused when an earlier run built them with the
+    same settings; the features store is always extracted again, so each run times it.
     """
-    if not (root / "renders.zarr").exists():
-        render = {"n_pairs": n_pairs, "pairs_per_shard": 16, "split_fractions": [0.0, 0.0, 1.0]}
-        run_render(root / "renders.zarr", RenderParams.from_dict(render), workers=1)
+    render = {"n_pairs": n_pairs, "pairs_per_shard": 16, "split_fractions": [0.0, 0.0, 1.0]}
+    renders = root / "renders.zarr"
+    cached(renders, render, lambda: run_render(renders, RenderParams.from_dict(render), workers=1))
     shutil.rmtree(root / "features.zarr", ignore_errors=True)
-    extract = ExtractParams.from_dict(load_section(params_file, "extract") | {"device": device})
+    extract_raw = load_section(params_file, "extract") | {"device": device}
     start = time.perf_counter()
-    run_extract(root / "renders.zarr", root / "features.zarr", extract)
+    run_extract(renders, root / "features.zarr", ExtractParams.from_dict(extract_raw))
     extract_s = time.perf_counter() - start
-    if not (root / "correspondences.zarr").exists():
-        run_correspond(root / "renders.zarr", root / "correspondences.zarr")
-    if not (root / "probes").exists():
-        section = load_section(params_file, "train_probes")
-        probes = {k: section[k] for k in PROBE_KEYS if k in section}
-        probes |= {"steps": 2, "batch_size": 2, "train_splits": ["test"], "val_splits": ["test"]}
-        run_train_probes(
+    cached(
+        root / "correspondences.zarr", render, lambda: run_correspond(renders, root / "correspondences.zarr")
+    )
+    section = load_section(params_file, "train_probes")
+    probes = {k: section[k] for k in PROBE_KEYS if k in section}
+    probes |= {"steps": 2, "batch_size": 2, "train_splits": ["test"], "val_splits": ["test"]}
+    cached(
+        root / "probes",
+        {"render": render, "extract": extract_raw, "probes": probes},
+        lambda: run_train_probes(
             root / "features.zarr",
-            root / "renders.zarr",
+            renders,
             root / "probes",
             TrainProbesParams.from_dict(probes | {"device": device, "prefetch": 0}),
             curves_dir=root / "curves",
             progress=False,
-        )
+        ),
+    )
     return extract_s
 
 
