@@ -21,7 +21,7 @@ from pipeline.errors import ShapeError
 from pipeline.store.attention_codec import encode_uint8_argmax
 from pipeline.store.features import STATUS_OK, STATUS_SKIPPED, FeatureLayout
 from pipeline.store.float16 import FLOAT16_MAX, overflow_error, shorten_mantissa
-from pipeline.store.int8 import encode_int8
+from pipeline.store.int8 import clip_non_finite, encode_int8, non_finite_error
 
 # rgb (B, V, H, W, 3) uint8 → {"enc": (B, V, N, De), "acts": (B, V, L, N, D),
 #  "attn": (B, V, La, A, Q, K) probabilities, "pts3d": (B, V, H, W, 3), "conf": (B, V, H, W)},
@@ -97,15 +97,18 @@ def encode_stream(
 
     Args:
         x: the captured stream, any float dtype and device; tokens on the second-to-last axis.
-        overflow: "error" raises `Float16OverflowError` naming `where`; "clip" clips and counts.
+        overflow: "error" raises `Float16OverflowError` (or `Int8NonFiniteError` for int8)
+            naming `where`; "clip" clips and counts.
         where: what `x` is, for the error message.
         n_high_norm: how many top-norm tokens to list.
         int8: store int8 codes with per-channel scales (`pipeline.store.int8`) instead of
-            float16; float16's range does not apply then.
+            float16; float16's range does not apply then, but inf and NaN (which no scale
+            can code) are refused or clipped in its place.
 
     Returns:
         "values": x as float16, or int8 codes; "scale": (B, V, ..., D) float32 scales of
-        the codes (None for float16); "clipped": (B,) values beyond float16's range per pair;
+        the codes (None for float16); "clipped": (B,) values clipped per pair (beyond float16's
+        range, or non-finite for int8);
         "norms": (..., N) float32 token norms; "top": (..., n_high_norm) int32 token indices;
         "sum", "sumsq": float64 sums over pairs and tokens, (V, ..., D).
     """
@@ -113,7 +116,12 @@ def encode_stream(
     flat = x.reshape(len(x), -1)
     low, high = torch.aminmax(flat, dim=1)  # a reduction: no full-size temporary unless needed
     clipped = torch.zeros(len(x), dtype=torch.int64)
-    if not int8 and bool((torch.maximum(-low, high) > FLOAT16_MAX).any()):
+    if int8 and not bool(torch.isfinite(low).all() and torch.isfinite(high).all()):
+        clipped = (~torch.isfinite(flat)).sum(1).cpu()
+        if overflow == "error":
+            raise non_finite_error(where, int(clipped.sum()))
+        x = clip_non_finite(x)
+    elif not int8 and bool((torch.maximum(-low, high) > FLOAT16_MAX).any()):
         clipped = (flat.abs() > FLOAT16_MAX).sum(1).cpu()
         if overflow == "error":
             raise overflow_error(where, int(clipped.sum()), float(flat.abs().max()))

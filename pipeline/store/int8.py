@@ -13,13 +13,36 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pipeline.errors import Probe3rError
+
 MAX_ERROR_OF_CHANNEL_MAX = 1 / 254  # |decoded - x| <= scale / 2 = channel max / 254
 
 
-def encode_int8(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Quantise (..., N, D) tokens to int8 with one scale per channel over the N tokens.
+class Int8NonFiniteError(Probe3rError, ValueError):
+    """inf or NaN among activations to int8-code: it would poison its channel's scale."""
 
-    Runs in torch on the tensor's device; only the codes and scales reach the host.
+
+def non_finite_error(where: str, n: int) -> Int8NonFiniteError:
+    """The error for `n` non-finite values of `where`, saying how to store them anyway."""
+    return Int8NonFiniteError(
+        f"{where}: {n} non-finite values (inf or NaN) cannot be int8-coded (one would make its "
+        f"channel's scale inf or NaN for every token); set extract.overflow: clip to store them "
+        f"clipped to their channel's largest finite magnitude (NaN as 0) and counted"
+    )
+
+
+def clip_non_finite(x: torch.Tensor) -> torch.Tensor:
+    """(..., N, D) values with ±inf set to ±(their channel's largest finite magnitude over N), NaN to 0."""
+    finite = torch.isfinite(x)
+    largest = torch.where(finite, x.abs(), 0).amax(dim=-2, keepdim=True).expand_as(x)
+    return torch.where(finite, x, torch.where(x > 0, largest, torch.where(x < 0, -largest, 0)))
+
+
+def encode_int8(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Quantise (..., N, D) finite tokens to int8 with one scale per channel over the N tokens.
+
+    Runs in torch on the tensor's device; only the codes and scales reach the host. The
+    caller deals with non-finite values first (`non_finite_error`, `clip_non_finite`).
 
     Returns:
         codes: (..., N, D) int8 in -127..127.

@@ -11,9 +11,10 @@ import zarr
 
 from pipeline.jobs.extract import run_extract
 from pipeline.jobs.extract_model import ModelRunner
+from pipeline.jobs.extract_shard import encode_stream
 from pipeline.probes.store_source import StoreSource
 from pipeline.store.features import read_acts
-from pipeline.store.int8 import MAX_ERROR_OF_CHANNEL_MAX, decode_int8, encode_int8
+from pipeline.store.int8 import MAX_ERROR_OF_CHANNEL_MAX, Int8NonFiniteError, decode_int8, encode_int8
 from pipeline.store.readers import FeatureDataset, open_features_xarray
 from pipeline.store.validate import validate_store
 from pipeline.viz.loaders import pair_acts
@@ -34,6 +35,22 @@ def test_codes_match_a_numpy_reference_and_stay_within_the_bound() -> None:
     bound = np.abs(x).max(axis=-2, keepdims=True) * MAX_ERROR_OF_CHANNEL_MAX
     assert (err <= bound * (1 + 1e-5) + 1e-12).all()
     assert (decode_int8(codes, scale)[0, 1, :, 5] == 0).all()
+
+
+def test_non_finite_values_are_refused_or_clipped_without_poisoning_their_channel() -> None:
+    x = torch.tensor([[1.0, 2.0], [float("inf"), 3.0], [0.5, float("nan")], [-4.0, -1.0]])[
+        None, None
+    ]  # (B, V, N, D)
+    with pytest.raises(
+        Int8NonFiniteError, match=r"pairs 0\.\.0, 'acts': 2 non-finite values .*overflow: clip"
+    ):
+        encode_stream(x, overflow="error", where="pairs 0..0, 'acts'", n_high_norm=1, int8=True)
+    out = encode_stream(x, overflow="clip", where="x", n_high_norm=1, int8=True)
+    assert out["clipped"].tolist() == [2] and np.isfinite(out["scale"]).all()
+    decoded = decode_int8(out["values"], out["scale"])[0, 0]
+    # inf takes its channel's largest finite magnitude (4), NaN becomes 0; the rest keep their values
+    want = np.array([[1.0, 2.0], [4.0, 3.0], [0.5, 0.0], [-4.0, -1.0]])
+    np.testing.assert_allclose(decoded, want, atol=4 * MAX_ERROR_OF_CHANNEL_MAX + 1e-7)
 
 
 @pytest.fixture(scope="module")
