@@ -141,7 +141,10 @@ def write_shard(array: zarr.Array, shard_coords: tuple[int, ...], data: np.ndarr
     """Replace one whole shard of `array` with `data` (see `encode_shard`); an empty shard is deleted."""
     blob = encode_shard(array, shard_coords, data, pool)
     store = array.store_path.store
-    key = f"{array.store_path.path}/{array.metadata.encode_chunk_key(shard_coords)}"
+    # an array at the store's root has path "": its key must stay relative ("c/0", never "/c/0")
+    key = "/".join(
+        part for part in (array.store_path.path, array.metadata.encode_chunk_key(shard_coords)) if part
+    )
     if blob is None:
         sync(store.delete(key))
     else:

@@ -81,3 +81,18 @@ def test_a_wrong_shape_and_unsupported_arrays_are_refused(tmp_path: Path) -> Non
     strings = group.create_array("s", shape=(4,), chunks=(1,), shards=(4,), dtype=np.dtypes.StringDType())
     unsharded = group.create_array("u", shape=(4,), chunks=(2,), dtype="float32")
     assert not shard_writer.supports(strings) and not shard_writer.supports(unsharded)
+
+
+def test_an_array_at_the_store_root_is_written_inside_its_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a stray key "/c/0/..." would land outside: under / or here
+    root = zarr.create_array(
+        str(tmp_path / "a.zarr"), shape=(8, 4), chunks=(1, 4), shards=(4, 4), dtype="float32", fill_value=0.0
+    )
+    x = np.arange(32, dtype=np.float32).reshape(8, 4) + 1
+    with ThreadPoolExecutor(2) as pool:
+        for k in (0, 1):
+            shard_writer.write_shard(root, (k, 0), x[4 * k : 4 * k + 4], pool)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "a.zarr"), mode="r")[:], x)
+    assert (tmp_path / "a.zarr" / "c" / "1" / "0").is_file() and not Path("/c/0/0").exists()
