@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import queue
 import shutil
 import threading
@@ -26,6 +25,7 @@ import torch
 import zarr
 from tqdm.auto import tqdm
 
+from pipeline.cores import usable_cores
 from pipeline.errors import ConfigError, Probe3rError, SchemaError
 from pipeline.jobs.extract_model import ModelRunner
 from pipeline.jobs.extract_params import ExtractParams
@@ -197,7 +197,7 @@ def overlap_pays(device: torch.device) -> bool:
     thread and loses to the oversubscription: on the 2-core VM, extract ran at 1.77 pairs/s
     overlapped and 2.0 with encoding and writing done in turn (docs/store.md).
     """
-    return device.type != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1)
+    return device.type != "cpu" or torch.get_num_threads() < usable_cores()
 
 
 def extract_shards(

@@ -8,7 +8,6 @@ same chunk; `finalise_statistics` turns them into mean and std once every shard 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from pipeline.cores import usable_cores
 from pipeline.errors import SchemaError, ShapeError
 from pipeline.store import shard_writer
 from pipeline.store.int8 import decode_int8
@@ -193,7 +193,7 @@ def write_shard(
             f"features: shard {shard_index} starts at pair {shard_index * group.attrs['pairs_per_shard']}, not {start}"
         )
     sl = slice(start, start + n)
-    with ThreadPoolExecutor(os.cpu_count() or 1) if pool is None else nullcontext(pool) as workers:
+    with ThreadPoolExecutor(usable_cores()) if pool is None else nullcontext(pool) as workers:
         for name in names:
             array = group[name]
             if name in STAT_ARRAYS:

@@ -138,7 +138,7 @@ def test_writer_thread_or_none_gives_the_same_store_and_surfaces_errors(
 
 
 def test_writer_thread_only_where_the_model_leaves_cores_free(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(extract_job.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(extract_job, "usable_cores", lambda: 4)
     monkeypatch.setattr(extract_job.torch, "get_num_threads", lambda: 4)
     assert extract_job.overlap_pays(torch.device("cuda"))
     assert not extract_job.overlap_pays(torch.device("cpu"))
