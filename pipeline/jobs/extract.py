@@ -312,6 +312,10 @@ def run_extract(
     i, n = shard
     if not 0 <= i < n:
         raise ConfigError(f"--shard {i}/{n}: expected 0 <= i < n")
+    if overwrite and n > 1:  # each of the n processes would delete what the others have written
+        raise ConfigError(
+            f"--overwrite with --shard {i}/{n}: delete {out} once, then start the {n} processes without --overwrite"
+        )
     runner = ModelRunner.from_params(params)
     if runner.weights_id.startswith("random-init:"):
         log.warning(

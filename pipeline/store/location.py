@@ -13,6 +13,8 @@ from pathlib import Path
 
 import fsspec
 
+from pipeline.errors import ConfigError
+
 StoreLocation = Path | str  # a local folder, or a "scheme://..." URL
 
 
@@ -20,14 +22,20 @@ def store_location(text: str | Path) -> StoreLocation:
     """A URL ("scheme://...") stays a string; a file:// URL or anything else becomes a local Path.
 
     file:// URLs are local folders: as Paths they get the atomic creation and free-space
-    check of local stores.
+    check of local stores. One naming another host (file://host/p) is refused.
 
     Example:
         >>> store_location("s3://bucket/features.zarr"), store_location("file:///data/f.zarr")
         ('s3://bucket/features.zarr', PosixPath('/data/f.zarr'))
     """
     if isinstance(text, str) and text.startswith("file://"):
-        return Path(text.removeprefix("file://"))
+        rest = text.removeprefix("file://")
+        host, _, _ = rest.partition("/")
+        if host not in ("", "localhost"):  # file://host/p names a folder on another machine
+            raise ConfigError(
+                f"{text}: a file:// URL must name a local path (file:///path), not host {host!r}"
+            )
+        return Path("/" + rest.removeprefix("localhost").lstrip("/"))
     return text if is_url(text) else Path(text)
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import zarr
 
-from pipeline.errors import SchemaError
+from pipeline.errors import ConfigError, SchemaError
 from pipeline.jobs import extract as extract_job
 from pipeline.jobs.extract import DiskSpaceError, run_extract
 from pipeline.jobs.extract_model import ModelRunner
@@ -101,6 +101,13 @@ def test_disk_space_is_checked_before_anything_is_written(renders: Path, tmp_pat
     ):
         run_extract(renders, out, tiny_params(), free_bytes=lambda path: 1000)
     assert zarr.open_group(str(out), mode="r")["status"][:].sum() == 0
+
+
+def test_overwrite_is_refused_beside_other_shard_processes(renders: Path, tmp_path: Path) -> None:
+    run_extract(renders, tmp_path / "f.zarr", tiny_params(), shard=(0, 2))
+    with pytest.raises(ConfigError, match=r"--overwrite with --shard 1/2: delete .*f\.zarr once"):
+        run_extract(renders, tmp_path / "f.zarr", tiny_params(), shard=(1, 2), overwrite=True)
+    assert (zarr.open_group(str(tmp_path / "f.zarr"), mode="r")["status"][:2] != 0).all()  # shard 0 kept
 
 
 def test_disjoint_shard_writers_give_the_same_store_as_one(renders: Path, tmp_path: Path) -> None:

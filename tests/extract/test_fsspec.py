@@ -13,7 +13,7 @@ import zarr
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.errors import SchemaError
+from pipeline.errors import ConfigError, SchemaError
 from pipeline.jobs.extract import run_extract
 from pipeline.store.features import open_features
 from pipeline.store.location import exists, remove, store_location
@@ -50,6 +50,9 @@ def test_store_location_keeps_urls_and_makes_paths() -> None:
     assert store_location("s3://bucket/f.zarr") == "s3://bucket/f.zarr"
     assert store_location("data/f.zarr") == Path("data/f.zarr")
     assert store_location("file:///tmp/f.zarr") == Path("/tmp/f.zarr")
+    assert store_location("file://localhost/tmp/f.zarr") == Path("/tmp/f.zarr")
+    with pytest.raises(ConfigError, match=r"file://nas/f\.zarr: a file:// URL must name a local path.*'nas'"):
+        store_location("file://nas/f.zarr")  # not the relative folder nas/f.zarr
 
 
 def test_extract_to_a_memory_url_gives_the_local_store_and_resumes(
