@@ -5,7 +5,8 @@ match is the argmax of its attention row (or of its cosine similarity to the oth
 tokens); the error is the pixel distance between the centres of the predicted and the
 true patch. Accuracy at a threshold is the share of a pair's matched queries whose error
 is at most the threshold, so a threshold of 0 counts exact patches and one patch side
-(16 px) also accepts the 8 neighbours' centres straight across, not the diagonal ones.
+(16 px) also accepts the 4 neighbours straight across (up, down, left, right), not the
+diagonal ones (22.6 px away).
 """
 
 from __future__ import annotations

@@ -55,10 +55,10 @@ def depth_errors(pred: Tensor, gt: Tensor) -> dict[str, Tensor]:
         >>> depth_errors(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 4.0]))["depth_delta1"]
         tensor(0.5000)
     """
-    d = pred.clamp(min=torch.finfo(pred.dtype).tiny)
+    d = pred.clamp(min=torch.finfo(pred.dtype).tiny)  # for the ratio only: a depth <= 0 is never within 1.25
     ratio = torch.maximum(d / gt, gt / d)
     return {
-        "depth_abs_rel": ((d - gt).abs() / gt).mean(-1),
+        "depth_abs_rel": ((pred - gt).abs() / gt).mean(-1),  # unclamped: an aligned depth of -1 for 1 costs 2
         "depth_delta1": (ratio < DELTA1).to(pred.dtype).mean(-1),
     }
 

@@ -32,6 +32,7 @@ def test_absrel_and_delta1_by_hand() -> None:
 def test_non_positive_aligned_depth_counts_as_wrong() -> None:
     err = depth_errors(torch.tensor([-1.0, 1.0]), torch.tensor([1.0, 1.0]))
     assert float(err["depth_delta1"]) == pytest.approx(0.5)
+    assert float(err["depth_abs_rel"]) == pytest.approx((2.0 + 0.0) / 2)  # |-1 - 1| / 1, not clamped to 0
 
 
 def test_depth_metrics_mask_and_leading_dims() -> None:
