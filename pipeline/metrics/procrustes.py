@@ -52,7 +52,9 @@ def weighted_procrustes(
             f"expected pred (..., 3, n), gt (3, n), weights (..., n); got {tuple(pred.shape)}, "
             f"{tuple(gt.shape)}, {tuple(weights.shape)}"
         )
-    p, g, w = pred.double(), gt.double(), weights.double()
+    # confidences 1 + exp(r) overflow float32 to inf for r > 88: such a pixel gets the largest
+    # float32 weight instead of making every weight NaN after normalising
+    p, g, w = pred.double(), gt.double(), weights.double().clamp(max=torch.finfo(torch.float32).max)
     w = w / w.sum(-1, keepdim=True).clamp(min=torch.finfo(w.dtype).tiny)
     pw = p * w[..., None, :]
     mu_p = pw.sum(-1)  # (..., 3)
@@ -169,7 +171,9 @@ def bootstrap_contributions(
 
     Args:
         errors: (P, 1 + 3 * dec_depth) per-pair errors at `contribution_locations(dec_depth)`,
-            in that order; NaN where a pair has none.
+            in that order; NaN where a pair has none. A pair with a NaN anywhere is left out
+            of every location's mean (its row still counts in the draws, which stay those
+            of the other metrics), so no difference mixes two sets of pairs.
         dec_depth: decoder blocks.
         n_boot, confidence, seed: the bootstrap's settings (`bootstrap_mean`).
 
@@ -181,6 +185,8 @@ def bootstrap_contributions(
     if errors.ndim != 2 or errors.shape[1] != len(locations):
         raise ShapeError(f"errors: expected (P, {len(locations)}) for {dec_depth} blocks, got {errors.shape}")
     names = [f"{block_name(b)}.{s}" for b in range(dec_depth) for s in SUBLAYERS]
+    # a pair missing any location leaves every mean: each contribution compares the same pairs
+    errors = np.where(np.isfinite(errors).all(1, keepdims=True), errors, np.nan)
 
     def statistic(means: np.ndarray) -> np.ndarray:
         c = sublayer_contributions({loc: means[..., i] for i, loc in enumerate(locations)}, dec_depth)

@@ -139,9 +139,10 @@ def synthetic_errors(n_pairs: int, dec_depth: int, seed: int) -> np.ndarray:
 class TestBootstrapContributions:
     def test_equals_an_independent_numpy_bootstrap(self) -> None:
         errors = synthetic_errors(30, 3, seed=0)
-        errors[4, 2] = np.nan  # a pair without a value at one location is left out of that mean
+        errors[4, 2] = np.nan  # a pair without a value at one location is left out of every mean
         n_boot, seed, confidence = 300, 7, 0.9
         out = bootstrap_contributions(errors, 3, n_boot=n_boot, confidence=confidence, seed=seed)
+        errors[4] = np.nan  # the reference: that pair's whole row dropped, the draws unchanged
         rng = np.random.default_rng(seed)
         boot = np.stack(
             [contributions_by_hand(np.nanmean(errors[rng.integers(0, 30, 30)], 0), 3) for _ in range(n_boot)]
@@ -187,3 +188,16 @@ class TestBootstrapContributions:
     def test_wrong_width_is_refused(self) -> None:
         with pytest.raises(ShapeError, match=r"expected \(P, 7\)"):
             bootstrap_contributions(np.ones((5, 6)), 2, n_boot=10, confidence=0.95, seed=0)
+
+
+def test_an_overflowed_confidence_weighs_most_instead_of_spoiling_the_fit() -> None:
+    g = torch.randn(3, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    p = g + 0.1 * torch.randn(3, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    w = torch.ones(40, dtype=torch.float32)
+    w[7] = torch.inf  # 1 + exp(r) for r > 88 in float32
+    big = w.clone()
+    big[7] = torch.finfo(torch.float32).max
+    R, t = weighted_procrustes(p, g, w)
+    assert torch.isfinite(R).all() and torch.isfinite(t).all()
+    R_big, t_big = weighted_procrustes(p, g, big)
+    torch.testing.assert_close((R, t), (R_big, t_big), rtol=0, atol=0)
