@@ -75,6 +75,10 @@ def load_probes(path: Path, *, device: str | torch.device = "cpu") -> ProbeSet:
         if not (path / name).is_file():
             raise StoreNotFoundError(f"{path}: no {name} (expected a probe set written by train-probes)")
     config = json.loads((path / CONFIG).read_text())
+    if config.get("format_version") != FORMAT_VERSION:
+        raise SchemaError(
+            f"{path / CONFIG}: format_version {config.get('format_version')!r}, this probe3r reads {FORMAT_VERSION}"
+        )
     probes = ProbeSet(ProbeSpec.from_dict(config["spec"]))
     tensors = load_file(str(path / WEIGHTS))
     expected = probe_tensors(probes)
@@ -82,6 +86,13 @@ def load_probes(path: Path, *, device: str | torch.device = "cpu") -> ProbeSet:
         diff = sorted(set(tensors) ^ set(expected))
         raise SchemaError(
             f"{path / WEIGHTS}: keys differ from {CONFIG}'s spec: {diff[:3]} (+{len(diff) - 3} more)"
+        )
+    wrong = [k for k in expected if tensors[k].shape != expected[k].shape]
+    if wrong:  # copy_ would broadcast a wrong but compatible shape silently
+        k = wrong[0]
+        raise SchemaError(
+            f"{path / WEIGHTS}: '{k}' has shape {tuple(tensors[k].shape)}, {CONFIG}'s spec gives "
+            f"{tuple(expected[k].shape)} ({len(wrong)} tensors differ)"
         )
     heads = _head_names(probes)
     with torch.no_grad():

@@ -102,13 +102,14 @@ def _device(sets: Mapping[str, ProbeSet]) -> torch.device:
 
 @torch.no_grad()
 def validate(sets: Mapping[str, ProbeSet], source: BatchSource, alpha: float) -> dict[str, dict[str, float]]:
-    """Mean loss over one ordered pass of `source`: set name → location → loss."""
+    """Mean loss per pair over one ordered pass of `source`: set name → location → loss."""
     totals: dict[str, torch.Tensor] = {}
     n = 0
     for batch in source.batches(loop=False):
+        pairs = len(batch.valid)  # weights each batch by its pairs: a short last batch counts less
         for name, loss in step_losses(sets, _to(batch, _device(sets)), alpha).items():
-            totals[name] = totals.get(name, 0) + loss
-        n += 1
+            totals[name] = totals.get(name, 0) + loss * pairs
+        n += pairs
     return {
         name: dict(zip(sets[name].spec.locations, (t / max(n, 1)).tolist(), strict=True))
         for name, t in totals.items()
@@ -142,12 +143,13 @@ def _flat(losses: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     return {f"{name}/{loc}": v for name, per in losses.items() for loc, v in per.items()}
 
 
-def _save_checkpoint(path: Path, sets, opt, sched, step: int, identity: dict) -> None:
+def _save_checkpoint(path: Path, sets, opt, sched, step: int, identity: dict, losses: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
             "step": step,
             "identity": identity,
+            "losses": losses,  # so a run resumed after its last step still reports them
             "sets": {n: s.state_dict() for n, s in sets.items()},
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
@@ -188,8 +190,11 @@ def train(
     device = _device(sets)
     opt, sched = make_optimizer(sets, cfg)
     identity = {"train": asdict(cfg), "sets": {n: s.spec.to_dict() for n, s in sets.items()}}
+    if hasattr(train_source, "identity"):  # the features (store, model) the probes learn from
+        identity["source"] = train_source.identity()
     identity = json.loads(json.dumps(identity))
     start = 0
+    last: dict[str, dict[str, float]] = {}
     ckpt_path = checkpoint
     if ckpt_path and ckpt_path.exists():
         try:  # weights_only: a checkpoint is data; never run code it carries
@@ -197,17 +202,17 @@ def train(
         except pickle.UnpicklingError as e:
             raise ConfigError(
                 f"{ckpt_path}: refused to unpickle a probe checkpoint holding more than tensors and "
-                f"plain values ({str(e).splitlines()[0]}); delete it or use --overwrite"
+                f"plain values ({str(e).splitlines()[0]}); delete it to train afresh"
             ) from e
         if ckpt["identity"] != identity:
             raise ConfigError(
-                f"{ckpt_path}: checkpoint of other probes or settings; delete it or use --overwrite"
+                f"{ckpt_path}: checkpoint of other probes, settings or features; delete it to train afresh"
             )
         for name, s in sets.items():
             s.load_state_dict(ckpt["sets"][name])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        start = ckpt["step"]
+        start, last = ckpt["step"], ckpt["losses"]
         log.info("resuming from %s at step %d", ckpt_path, start)
     train_curve = val_curve = None
     if curves_dir:
@@ -216,7 +221,6 @@ def train(
         val_curve = _Curves(curves_dir / "val_loss.csv", _columns(sets), start)
     if ckpt_path:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-    last: dict[str, dict[str, float]] = {}
     val: dict[str, dict[str, float]] = {}
     bar = tqdm(total=cfg.steps, initial=start, desc="train probes", unit="step", disable=not progress)
     batches = train_source.batches(start)
@@ -241,7 +245,7 @@ def train(
             if val_curve:
                 val_curve.add(done, _flat(val))
         if ckpt_path and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            _save_checkpoint(ckpt_path, sets, opt, sched, done, identity)
+            _save_checkpoint(ckpt_path, sets, opt, sched, done, identity, last)
     bar.close()
     if val_source is not None and not val:
         val = validate(sets, val_source, cfg.alpha)

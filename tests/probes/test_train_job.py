@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import typer
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from pipeline.errors import ConfigError, SchemaError, StoreNotFoundError
@@ -119,3 +120,21 @@ def test_stage_trains_with_overrides(tmp_path: Path, tiny_stores: tuple) -> None
     probes = load_probes(tmp_path / "probes" / "mlp")
     assert probes.spec.locations == ("dec_in",) and probes.meta["training"]["steps"] == 2
     assert np.isfinite(list(probes.meta["final_loss"]["val"].values())).all()
+
+
+def test_probe_files_of_another_format_or_shape_are_refused(tmp_path: Path, tiny_stores: tuple) -> None:
+    features, renders, _ = tiny_stores
+    params = TrainProbesParams(kinds=("linear",), steps=1, batch_size=4, lr=1e-3)
+    run_train_probes(features, renders, tmp_path / "p", params, curves_dir=tmp_path / "c", progress=False)
+    folder = tmp_path / "p" / "linear"
+    tensors = load_file(str(folder / "probes.safetensors"))
+    key = next(k for k in tensors if k.endswith(".bias"))
+    save_file(
+        {**tensors, key: tensors[key][:1].contiguous()}, str(folder / "probes.safetensors")
+    )  # broadcastable
+    with pytest.raises(SchemaError, match=rf"'{key}' has shape \(1,\), config\.json's spec gives"):
+        load_probes(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "format_version": 99}))
+    with pytest.raises(SchemaError, match=r"config\.json: format_version 99, this probe3r reads 1"):
+        load_probes(folder)

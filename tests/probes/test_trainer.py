@@ -15,7 +15,7 @@ from pipeline.probes.batches import Batch, TensorSource
 from pipeline.probes.heads import tokens_to_pixels
 from pipeline.probes.loss import conf_regression_loss
 from pipeline.probes.probeset import ProbeSet, ProbeSpec
-from pipeline.probes.trainer import TrainConfig, train
+from pipeline.probes.trainer import TrainConfig, train, validate
 
 
 def _separate_modules(probes: ProbeSet, loc: str) -> list[nn.Sequential]:
@@ -183,3 +183,88 @@ def test_checkpoint_carrying_code_is_refused_without_running(
             {"linear": probes}, make_source(problem, range(8), 4), None, cfg, checkpoint=ckpt, progress=False
         )
     assert not marker.exists()
+
+
+def test_a_rerun_after_the_last_checkpoint_returns_its_losses(
+    tmp_path: Path, problem: dict, make_source: Callable[..., TensorSource], layout: dict
+) -> None:
+    """A run killed after its final checkpoint, before the job removed it, has no step left on rerun."""
+    cfg = TrainConfig(steps=4, batch_size=4, lr=1e-3, checkpoint_every=2, val_every=2)
+    sources = (make_source(problem, range(40), 4), make_source(problem, range(40, 48), 4))
+    first = train(
+        {"linear": ProbeSet(ProbeSpec("linear", {"b00.self": 16}, **layout))},
+        *sources,
+        cfg,
+        checkpoint=tmp_path / "ckpt.pt",
+        progress=False,
+    )
+    again = train(
+        {"linear": ProbeSet(ProbeSpec("linear", {"b00.self": 16}, **layout))},
+        *sources,
+        cfg,
+        checkpoint=tmp_path / "ckpt.pt",
+        progress=False,
+    )
+    assert again == first and first["train"]["linear"]
+
+
+class _Identified:
+    """A source that names the features it serves, like StoreSource and LiveSource."""
+
+    def __init__(self, inner: TensorSource, features: str) -> None:
+        self.inner, self.features = inner, features
+
+    def identity(self) -> dict:
+        return {"features": self.features}
+
+    def batches(self, start: int = 0, *, loop: bool = True) -> Iterator[Batch]:
+        return self.inner.batches(start, loop=loop)
+
+
+def test_a_checkpoint_of_other_features_is_refused(
+    tmp_path: Path, problem: dict, make_source: Callable[..., TensorSource], layout: dict
+) -> None:
+    cfg = TrainConfig(steps=4, batch_size=4, lr=1e-3, checkpoint_every=2)
+    ckpt = tmp_path / "ckpt.pt"
+    spec = ProbeSpec("linear", {"b00.self": 16}, **layout)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            {"linear": ProbeSet(spec)},
+            _Identified(_KilledAfter(make_source(problem, range(40), 4), 3), "a.zarr"),
+            None,
+            cfg,
+            checkpoint=ckpt,
+            progress=False,
+        )
+    with pytest.raises(ConfigError, match=r"ckpt\.pt: checkpoint of other probes, settings or features"):
+        train(
+            {"linear": ProbeSet(spec)},
+            _Identified(make_source(problem, range(40), 4), "b.zarr"),
+            None,
+            cfg,
+            checkpoint=ckpt,
+            progress=False,
+        )
+    train(
+        {"linear": ProbeSet(spec)},
+        _Identified(make_source(problem, range(40), 4), "a.zarr"),
+        None,
+        cfg,
+        checkpoint=ckpt,
+        progress=False,
+    )  # the same features resume
+
+
+def test_validation_weights_each_batch_by_its_pairs(
+    problem: dict, make_source: Callable[..., TensorSource], layout: dict
+) -> None:
+    probes = ProbeSet(ProbeSpec("linear", {"b00.self": 16}, **layout))
+    val = make_source(problem, range(40, 43), 2)  # batches of 2 pairs and 1 pair
+    batches = list(val.batches(loop=False))
+    assert [len(b.valid) for b in batches] == [2, 1]
+    with torch.no_grad():
+        per_batch = [
+            float(probes.losses(b.acts, b.target("pointmap"), b.valid, alpha=0.2)[0]) for b in batches
+        ]
+    got = validate({"linear": probes}, val, alpha=0.2)["linear"]["b00.self"]
+    assert got == pytest.approx((2 * per_batch[0] + per_batch[1]) / 3, rel=1e-6)
