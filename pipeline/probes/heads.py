@@ -3,8 +3,10 @@
 A probe maps one token to `channels * p * p` numbers, laid out exactly like DUSt3R's
 LinearPts3d (dust3r_spec.md §3.1): output k = c·p² + i·p + j of the token at patch (r, s)
 is channel c of pixel (p·r + i, p·s + j). Keeping this layout means a linear probe holding
-the model's own head weights reproduces the model's pointmap exactly, and the same raw
-tensor can be post-processed as a pointmap or as depth.
+the model's own head weights reproduces the model's pointmap exactly from the tokens the
+head sees (the last block's output after dec_norm; the stored b11.mlp stream is before
+dec_norm, which the head lens applies), and the same raw tensor can be post-processed as a
+pointmap or as depth.
 """
 
 from __future__ import annotations
