@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import ConfigError
-from pipeline.probes.batches import Batch, TensorSource
+from pipeline.probes.batches import Batch, BatchSource, TensorSource
 from pipeline.probes.heads import tokens_to_pixels
 from pipeline.probes.loss import conf_regression_loss
 from pipeline.probes.probeset import ProbeSet, ProbeSpec
@@ -211,7 +211,7 @@ def test_a_rerun_after_the_last_checkpoint_returns_its_losses(
 class _Identified:
     """A source that names the features it serves, like StoreSource and LiveSource."""
 
-    def __init__(self, inner: TensorSource, features: str) -> None:
+    def __init__(self, inner: BatchSource, features: str) -> None:
         self.inner, self.features = inner, features
 
     def identity(self) -> dict:
@@ -225,34 +225,22 @@ def test_a_checkpoint_of_other_features_is_refused(
     tmp_path: Path, problem: dict, make_source: Callable[..., TensorSource], layout: dict
 ) -> None:
     cfg = TrainConfig(steps=4, batch_size=4, lr=1e-3, checkpoint_every=2)
-    ckpt = tmp_path / "ckpt.pt"
     spec = ProbeSpec("linear", {"b00.self": 16}, **layout)
+
+    def run(features: str, killed_after: int | None = None) -> None:
+        source: BatchSource = make_source(problem, range(40), 4)
+        if killed_after is not None:
+            source = _KilledAfter(source, killed_after)
+        identified = _Identified(source, features)
+        train(
+            {"linear": ProbeSet(spec)}, identified, None, cfg, checkpoint=tmp_path / "ckpt.pt", progress=False
+        )
+
     with pytest.raises(KeyboardInterrupt):
-        train(
-            {"linear": ProbeSet(spec)},
-            _Identified(_KilledAfter(make_source(problem, range(40), 4), 3), "a.zarr"),
-            None,
-            cfg,
-            checkpoint=ckpt,
-            progress=False,
-        )
+        run("a.zarr", killed_after=3)
     with pytest.raises(ConfigError, match=r"ckpt\.pt: checkpoint of other probes, settings or features"):
-        train(
-            {"linear": ProbeSet(spec)},
-            _Identified(make_source(problem, range(40), 4), "b.zarr"),
-            None,
-            cfg,
-            checkpoint=ckpt,
-            progress=False,
-        )
-    train(
-        {"linear": ProbeSet(spec)},
-        _Identified(make_source(problem, range(40), 4), "a.zarr"),
-        None,
-        cfg,
-        checkpoint=ckpt,
-        progress=False,
-    )  # the same features resume
+        run("b.zarr")
+    run("a.zarr")  # the same features resume
 
 
 def test_validation_weights_each_batch_by_its_pairs(
