@@ -22,7 +22,7 @@ from pipeline.probes.files import load_probes
 from pipeline.probes.probeset import ProbeSet
 from pipeline.probing.interventions import knockout_keys
 from pipeline.store.writer import open_store
-from pipeline.viz.attention_viewer import write_attention_viewer
+from pipeline.viz.attention_viewer import query_patch, write_attention_viewer
 from pipeline.viz.live import probe_live, rgb_to_input
 from pipeline.viz.loaders import apply_probes, load_json, load_pair, pair_acts, pair_attention, weights_line
 from pipeline.viz.metrics_view import headline_numbers
@@ -136,6 +136,7 @@ def run_report(
     sections: list[Section] = []
     viewers: list[Path] = []
     grid = tuple(open_store(features, "features").attrs["patch_grid"])
+    query = query_patch(params.query, grid)  # a bad report.query stops here, before any work
     for pair in params.pairs:
         view = load_pair(renders, pair, features=features)
         points, conf = apply_probes(probes, pair_acts(features, pair, probes.spec.locations))
@@ -147,7 +148,6 @@ def run_report(
             sequence_section(view, stream, stride=params.figure_stride, viewer=f"viewers/{v4d.name}")
         )
         viewers.append(v4d)
-        query = params.query if params.query is not None else grid[0] * grid[1] // 2 + grid[1] // 2
         try:
             attention = pair_attention(features, pair)
             att = write_attention_viewer(

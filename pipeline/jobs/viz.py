@@ -14,7 +14,7 @@ import torch
 from pipeline.probes.files import load_probes
 from pipeline.probing.locations import attention_locations
 from pipeline.store.writer import open_store
-from pipeline.viz.attention_viewer import write_attention_viewer
+from pipeline.viz.attention_viewer import query_patch, write_attention_viewer
 from pipeline.viz.live import identity_lines, load_photo, model_for_probes, run_live
 from pipeline.viz.loaders import apply_probes, load_pair, pair_acts, pair_attention
 from pipeline.viz.viewer4d import write_viewer4d
@@ -51,11 +51,12 @@ def viz_pair(
     Returns:
         the pages written (the attention page only when the store holds attention maps).
     """
+    grid = tuple(open_store(features, "features").attrs["patch_grid"])
+    query = query_patch(query, grid)  # a bad query stops here, before any work
     probes = load_probes(probes_dir, device=device)
     view = load_pair(renders, pair, features=features)
     points, conf = apply_probes(probes, pair_acts(features, pair, probes.spec.locations))
     pages = [write_viewer4d(out / f"pair_{pair:04d}.html", view, _stream(points), conf, stride=stride)]
-    grid = tuple(open_store(features, "features").attrs["patch_grid"])
     attention = pair_attention(features, pair)
     if attention:
         pages.append(
@@ -97,11 +98,13 @@ def viz_images(
         SchemaError: the rebuilt model is not the one the probes were trained on.
     """
     probes = load_probes(probes_dir, device=device)
+    grid = tuple(probes.spec.grid)  # the probes' input, which may differ from the model's img_size
+    size = (grid[0] * probes.spec.patch_size, grid[1] * probes.spec.patch_size)
+    img1, img2 = load_photo(image1, size), load_photo(image2, size)  # checks the files before the model
+    query = query_patch(query, grid)
     model, weights = model_for_probes(
         probes, where=str(probes_dir / "config.json"), checkpoint=checkpoint, device=device
     )
-    size = tuple(model.config.img_size)
-    img1, img2 = load_photo(image1, size), load_photo(image2, size)
     result = run_live(
         model,
         probes,
@@ -113,7 +116,6 @@ def viz_images(
     )
     pair = result.pair
     pages = [write_viewer4d(out / "photos.html", pair, _stream(result.points), result.conf, stride=stride)]
-    grid = (size[0] // model.config.patch_size, size[1] // model.config.patch_size)
     pages.append(
         write_attention_viewer(
             out / "photos_attention.html",

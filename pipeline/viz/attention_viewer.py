@@ -26,6 +26,20 @@ def row_normalised_codes(maps: np.ndarray) -> np.ndarray:
     return np.round(np.clip(np.nan_to_num(maps / peak, nan=0.0), 0, 1) * 255).astype(np.uint8)
 
 
+def query_patch(query: int | None, grid: tuple[int, int]) -> int:
+    """The row-major query patch to show first: `query` checked against the grid, or the centre patch.
+
+    Raises:
+        ConfigError: `query` is not a patch of the grid (the page would draw nothing).
+    """
+    h, w = grid
+    if query is None:
+        return (h // 2) * w + w // 2
+    if not 0 <= query < h * w:
+        raise ConfigError(f"query patch {query}: expected 0 <= query < {h * w} ({h}x{w} patches, row-major)")
+    return int(query)
+
+
 def attention_data(
     rgb: np.ndarray,
     attention: Mapping[str, np.ndarray],
@@ -71,7 +85,7 @@ def attention_data(
         "kinds": [split_location(name)[1] for name in names],
         "heads": heads,
         "attn": encode_array(codes),
-        "query": int(n // 2 + grid[1] // 2) if query is None else int(query),
+        "query": query_patch(query, grid),
         "images": [png_data_uri(rgb[0]), png_data_uri(rgb[1])],
     }
 

@@ -141,10 +141,10 @@ def fig_correspondence(
     ax = axes[0]
     x = np.arange(len(blocks))
     _plot_series(ax, x, _series(best, blocks)[:3], "best head (cross-attention argmax)", color="#6a1b9a")
-    if baseline:
-        _plot_series(
-            ax, x, _series(baseline, blocks)[:3], "token cosine similarity", color="#9e9e9e", linestyle="--"
-        )
+    if baseline:  # it may lack blocks (a location not stored, a null value): plot those it has
+        mean, low, high, names = _series(baseline, blocks)
+        at = np.array([blocks.index(n) for n in names])
+        _plot_series(ax, at, (mean, low, high), "token cosine similarity", color="#9e9e9e", linestyle="--")
     ax.set_xticks(x, blocks, rotation=60, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"share of matches within {headline_px:g} px")
@@ -193,7 +193,7 @@ def fig_ssi_error(
             axes[0],
             np.array([order.index(n) for n in names]),
             (mean, low, high),
-            f"{name} probe",
+            "head lens (no training)" if name == "lens" else f"{name} probe",
             color=colour,
         )
     _location_axis(axes[0], order)

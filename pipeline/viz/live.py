@@ -18,7 +18,7 @@ from torch import Tensor
 from pipeline.errors import ConfigError, SchemaError
 from pipeline.jobs.extract_model import rebuild_model
 from pipeline.model.dust3r import Dust3r
-from pipeline.model.preprocess import SIZES, load_image
+from pipeline.model.preprocess import load_image
 from pipeline.probes.probeset import ProbeSet
 from pipeline.probing.capture import capture
 from pipeline.probing.interventions import Intervention
@@ -50,12 +50,19 @@ def model_for_probes(
 
 
 def load_photo(path: Path, size: tuple[int, int]) -> Tensor:
-    """(1, 3, H, W) in [-1, 1]: the official preprocessing, then resized for small test models."""
+    """(1, 3, H, W) in [-1, 1] at exactly `size` (the probes' input): DUSt3R's official
+    preprocessing, then, where that gives another shape (a portrait photo for a landscape
+    512 model, a small test model), a centre crop to `size`'s aspect and a resize.
+    """
     if not path.is_file():
         raise ConfigError(f"--image {path}: no such file")
-    if size[0] == size[1] and size[0] in SIZES:
-        return load_image(path, size[0])
-    x = load_image(path, 224)  # official square crop, then down to the small model's input
+    x = load_image(path, 512 if max(size) > 224 else 224, square_ok=size[0] == size[1])
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    h, w = x.shape[-2:]
+    crop_h, crop_w = min(h, round(w * size[0] / size[1])), min(w, round(h * size[1] / size[0]))
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    x = x[..., top : top + crop_h, left : left + crop_w]
     return torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 

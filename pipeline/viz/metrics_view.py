@@ -94,7 +94,7 @@ def ssi_inputs(
             values = per_location(metrics, method, "ssi_error", where=where)
         except SchemaError:
             continue
-        series[f"{method} probe"] = {k: v for k, v in values.items() if not k.endswith(".out")}
+        series[method] = {k: v for k, v in values.items() if not k.endswith(".out")}
         outs = {k: v for k, v in values.items() if k.endswith(".out")}
         direct = direct or outs or None
     if not series:

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError, ShapeError
-from pipeline.viz.attention_viewer import attention_data, row_normalised_codes, write_attention_viewer
+from pipeline.viz.attention_viewer import (
+    attention_data,
+    query_patch,
+    row_normalised_codes,
+    write_attention_viewer,
+)
 from pipeline.viz.loaders import load_pair, pair_attention
 
 PAGE_BACKGROUND = np.array([250, 250, 250])
@@ -31,6 +36,15 @@ def test_data_lists_blocks_and_kinds_and_refuses_bad_maps(pair_and_probes) -> No
         attention_data(pair.rgb, {}, grid=(4, 4))
     with pytest.raises(ShapeError, match=r"attention\['b01.cross'\]: expected \(A=2, Q=16, K=16\)"):
         attention_data(pair.rgb, {**att, "b01.cross": np.zeros((2, 16, 9))}, grid=(4, 4))
+
+
+def test_query_patch_is_the_centre_or_a_checked_patch() -> None:
+    assert query_patch(None, (3, 4)) == 6  # row 1, column 2 of 3 x 4
+    assert query_patch(None, (14, 14)) == 7 * 14 + 7
+    assert query_patch(11, (3, 4)) == 11
+    for bad in (12, -1):
+        with pytest.raises(ConfigError, match=rf"query patch {bad}: expected 0 <= query < 12 \(3x4 patches"):
+            query_patch(bad, (3, 4))
 
 
 def test_chromium_draws_every_head_of_a_stored_pair(tiny_stores, screenshot, tmp_path: Path) -> None:

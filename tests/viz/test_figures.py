@@ -73,6 +73,11 @@ def test_correspondence_with_curves_and_baseline(tmp_path: Path) -> None:
     )
     assert_picture(save_figure(fig, tmp_path / "fig5.png"))
     assert_picture(save_figure(fig_correspondence(best, headline_px=16), tmp_path / "fig5_single.png"))
+    partial = fig_correspondence(
+        best, headline_px=16, baseline=stats(blocks[1:], 0.3, ci=False)
+    )  # b00 missing
+    dashed = [line for line in partial.axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert dashed[0].get_xdata().tolist() == list(range(1, DEPTH))
     with pytest.raises(ConfigError, match="curves need thresholds_px"):
         fig_correspondence(best, headline_px=16, curves=curves)
 
@@ -84,6 +89,11 @@ def test_ssi_error_mlp_linear_and_direct_outputs(tmp_path: Path) -> None:
     )
     assert_picture(save_figure(fig, tmp_path / "fig8.png"))
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["mlp probe", "linear probe"]
+    lens = fig_ssi_error({"mlp": stats(RESIDUAL, 1.0), "lens": stats(RESIDUAL, 3.0)})
+    assert [t.get_text() for t in lens.axes[0].get_legend().get_texts()] == [
+        "mlp probe",
+        "head lens (no training)",
+    ]
     with pytest.raises(ConfigError, match="no SSI error"):
         fig_ssi_error({"mlp": {}})
 

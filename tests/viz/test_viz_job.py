@@ -7,14 +7,16 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 import typer
 import zarr
 from typer.testing import CliRunner
 
 from pipeline.errors import ConfigError, SchemaError
 from pipeline.jobs.viz import viz_images, viz_pair
+from pipeline.model.preprocess import load_image
 from pipeline.probes.files import load_probes
-from pipeline.viz.live import model_for_probes
+from pipeline.viz.live import load_photo, model_for_probes
 from stages.viz import viz
 from tests.viz.conftest import canvas_content
 
@@ -50,6 +52,27 @@ def test_viz_images_runs_the_probes_model_live(tiny_stores, screenshot, tmp_path
     assert "random-init:tiny:0" in html and "photo1.jpg" in html
     area, drawn = canvas_content(screenshot(pages[0]))
     assert drawn > 0.01 * area
+
+
+@pytest.mark.parametrize(
+    ("photo_wh", "size"),
+    [
+        ((640, 480), (224, 224)),
+        ((640, 480), (512, 512)),
+        ((480, 640), (384, 512)),
+        ((640, 480), (384, 512)),
+        ((50, 90), (32, 48)),
+    ],
+)
+def test_photos_come_at_exactly_the_probes_input_size(tmp_path: Path, photo_wh: tuple, size: tuple) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "p.png"
+    PIL.Image.fromarray(rng.integers(0, 256, (photo_wh[1], photo_wh[0], 3), dtype=np.uint8)).save(path)
+    x = load_photo(path, size)
+    assert tuple(x.shape) == (1, 3, *size) and float(x.abs().max()) <= 1
+    official = load_image(path, 512 if max(size) > 224 else 224)
+    if tuple(official.shape[-2:]) == size:  # the official preprocessing, untouched, where it fits
+        assert torch.equal(x, official)
 
 
 def test_probes_refuse_a_model_with_other_weights(tiny_stores) -> None:
