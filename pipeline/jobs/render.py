@@ -57,6 +57,13 @@ class RenderParams:
         for name in ("n_pairs", "pairs_per_scene", "pairs_per_shard"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"render.{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ConfigError(f"render.seed must be >= 0, got {self.seed}")
+        if self.source == "procedural" and self.n_scenes is not None:
+            raise ConfigError(
+                f"render.n_scenes ({self.n_scenes}) caps scenes of a folder source; procedural rooms number "
+                f"n_pairs / pairs_per_scene: set n_scenes: null or change pairs_per_scene"
+            )
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RenderParams:

@@ -52,13 +52,13 @@ def list_scenes(
     Args:
         source: "procedural", or a folder laid out as docs/scenes.md describes (HM3D's glb
             release as unpacked works).
-        n_scenes: procedural: how many rooms make up the population that is split (required).
+        n_scenes: procedural: how many rooms to list (required); a room's split does not depend on it.
             Folder: a cap on the scenes returned (None: all), shared among the asked splits
             in proportion to their sizes, taking the first scene ids of each split.
         seed: fixes procedural rooms and their split assignment; unused for folders,
             whose splits never depend on the seed.
         splits: keep only scenes of these splits.
-        split_fractions: train/val/test shares of procedural rooms (exact counts).
+        split_fractions: train/val/test shares of procedural rooms (`procedural_splits`).
 
     Returns:
         SceneRefs sorted by index (procedural) or by scene id (folder).

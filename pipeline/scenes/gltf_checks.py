@@ -35,17 +35,20 @@ def read_gltf(path: Path) -> tuple[dict, bytes]:
     try:
         raw = path.read_bytes()
         if path.suffix.lower() == ".gltf":
-            return json.loads(raw), b""
-        if raw[:4] != _GLB_MAGIC or len(raw) < 20:
-            raise SceneError(f"{path}: not a binary glTF file (no 'glTF' header)")
-        length, kind = struct.unpack_from("<II", raw, 12)
-        if kind != _JSON_CHUNK or 20 + length > len(raw):
-            raise SceneError(f"{path}: corrupt glb, first chunk is not a complete JSON chunk")
-        doc = json.loads(raw[20 : 20 + length])
+            doc, binary = json.loads(raw), b""
+        else:
+            if raw[:4] != _GLB_MAGIC or len(raw) < 20:
+                raise SceneError(f"{path}: not a binary glTF file (no 'glTF' header)")
+            length, kind = struct.unpack_from("<II", raw, 12)
+            if kind != _JSON_CHUNK or 20 + length > len(raw):
+                raise SceneError(f"{path}: corrupt glb, first chunk is not a complete JSON chunk")
+            doc = json.loads(raw[20 : 20 + length])
+            rest = raw[20 + length :]
+            binary = rest[8 : 8 + struct.unpack_from("<I", rest)[0]] if len(rest) >= 8 else b""
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SceneError(f"{path}: cannot read glTF JSON: {err}") from err
-    rest = raw[20 + length :]
-    binary = rest[8 : 8 + struct.unpack_from("<I", rest)[0]] if len(rest) >= 8 else b""
+    if not isinstance(doc, dict):  # valid JSON, but not a glTF document: fail as a scene, not a crash
+        raise SceneError(f"{path}: glTF JSON is a {type(doc).__name__}, expected an object")
     return doc, binary
 
 

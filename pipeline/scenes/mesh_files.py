@@ -59,6 +59,10 @@ def _colour(geom: trimesh.Trimesh, path: Path) -> dict:
         else:  # SimpleMaterial (obj/mtl): the map is the colour, Kd only when there is no map
             image, factor = getattr(mat, "image", None), None
         rgb = np.asarray(factor if factor is not None else mat.main_color, np.float64)[:3]
+        colors = visual.vertex_attributes.get("color")  # glTF COLOR_0 of a primitive with a material
+        if image is None and colors is not None and len(colors) == len(geom.vertices):
+            tinted = np.asarray(colors, np.float64)[:, :3] * (rgb / 255.0 if factor is not None else 1.0)
+            return {"vertex_colors": np.round(tinted).astype(np.uint8)}  # glTF: factor x COLOR_0
         if image is None:
             return {"base_color": rgb.astype(np.uint8)}
         if visual.uv is None or len(visual.uv) != len(geom.vertices):

@@ -63,11 +63,26 @@ def apportion(n: int, weights: Sequence[float]) -> list[int]:
 
 
 def procedural_splits(n_scenes: int, seed: int, fractions: Sequence[float]) -> list[str]:
-    """Split of procedural scenes 0 … n_scenes - 1: exact shares, positions shuffled by seed."""
-    counts = apportion(n_scenes, check_fractions(fractions))
-    labels = np.repeat(np.arange(len(SPLITS)), counts)
-    np.random.default_rng([seed, 7001]).shuffle(labels)  # 7001: a stream apart from rooms'
-    return [SPLITS[k] for k in labels]
+    """Split of procedural scenes 0 … n_scenes - 1; room i's split never depends on n_scenes.
+
+    A larger store therefore extends a smaller one's split instead of reshuffling it (no
+    room is train in one store and test in another). The first rooms take one of each split
+    with a positive share, in an order drawn from the seed, so a small run still has a val
+    and a test room; each later room goes to the split furthest below its share so far
+    (ties broken by the seed), so every prefix holds each share to within about one room.
+    """
+    shares = np.asarray(check_fractions(fractions), np.float64)
+    shares = shares / shares.sum()
+    rng = np.random.default_rng([seed, 7001])  # 7001: a stream apart from rooms'
+    first = rng.permutation(np.flatnonzero(shares > 0))
+    counts = np.zeros(len(SPLITS))
+    labels = []
+    for i in range(n_scenes):
+        jitter = rng.random(len(SPLITS)) * 1e-9  # drawn for every room: labels stay prefix-stable
+        k = int(first[i]) if i < len(first) else int(np.argmax(shares * (i + 1) - counts + jitter))
+        counts[k] += 1
+        labels.append(SPLITS[k])
+    return labels
 
 
 def is_test_from_val(scene_id: str) -> bool:

@@ -17,7 +17,7 @@ import zarr
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.errors import SchemaError
+from pipeline.errors import ConfigError, SchemaError
 from pipeline.jobs.render import STATUS_FAILED, STATUS_OK, RenderParams, run_render
 from pipeline.store.validate import validate_store
 
@@ -160,3 +160,15 @@ def test_unreadable_mesh_and_impossible_sampling_are_recorded_skips(tmp_path: Pa
     assert summary["n_ok"] == 2 and summary["n_failed"] == 4
     assert [f["scene_id"] for f in group.attrs["failed_scenes"]] == [broken]
     assert group.attrs["complete"] is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"seed": -1}, r"render\.seed must be >= 0, got -1"),
+        ({"n_scenes": 3}, r"render\.n_scenes \(3\) caps scenes of a folder source; procedural rooms number"),
+    ],
+)
+def test_bad_render_params_are_named(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        small_params(**changes)

@@ -11,7 +11,7 @@ import trimesh
 
 from pipeline.errors import ConfigError, SceneError
 from pipeline.scenes.catalog import SceneRef, list_scenes, load_scene
-from pipeline.scenes.splits import apportion, is_test_from_val
+from pipeline.scenes.splits import SPLITS, apportion, is_test_from_val
 
 WHITE = (255, 255, 255, 255)
 HM3D_VAL = [
@@ -53,6 +53,22 @@ class TestProcedural:
         assert Counter(r.split for r in refs) == {"train": 16, "val": 2, "test": 2}
         assert refs == list_scenes("procedural", n_scenes=20, seed=0)
         assert [r.split for r in refs] != [r.split for r in list_scenes("procedural", n_scenes=20, seed=1)]
+
+    def test_a_larger_population_extends_a_smaller_ones_split(self):
+        small = [r.split for r in list_scenes("procedural", n_scenes=16, seed=5)]
+        large = [r.split for r in list_scenes("procedural", n_scenes=1000, seed=5)]
+        assert large[:16] == small  # a room keeps its split whatever the store's size
+        counts = Counter(large)
+        assert (
+            abs(counts["train"] - 800) <= 1
+            and abs(counts["val"] - 100) <= 1
+            and abs(counts["test"] - 100) <= 1
+        )
+        for n in range(1, 60):  # every prefix within about one room of its shares
+            prefix = Counter(large[:n])
+            assert all(
+                abs(prefix[name] - share * n) < 2 for name, share in zip(SPLITS, (0.8, 0.1, 0.1), strict=True)
+            )
 
     def test_small_runs_still_have_every_split(self):
         assert apportion(3, [0.8, 0.1, 0.1]) == [1, 1, 1]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -85,6 +87,47 @@ class TestGlb:
         (tmp_path / "bad.glb").write_bytes(raw)
         with pytest.raises(SceneError, match=rf"bad\.glb: material 'tile'.*{message}"):
             load_mesh_scene(tmp_path / "bad.glb")
+
+    @pytest.mark.parametrize("factor", [None, [0.5, 1.0, 0.25, 1.0]])
+    def test_vertex_colours_of_a_primitive_with_a_material_are_kept(self, tmp_path, factor):
+        """Blender-style exports: COLOR_0 plus a plain material; glTF colour = factor x COLOR_0."""
+        box = trimesh.creation.box()
+        colours = np.random.default_rng(2).integers(0, 256, (len(box.vertices), 3), dtype=np.uint8)
+        box.visual = trimesh.visual.ColorVisuals(
+            box, vertex_colors=np.c_[colours, np.full(len(colours), 255)]
+        )
+        raw = trimesh.Scene(box).export(file_type="glb")
+        length = struct.unpack_from("<I", raw, 12)[0]
+        doc = json.loads(raw[20 : 20 + length])
+        material = {"name": "paint", "pbrMetallicRoughness": {}}
+        if factor is not None:
+            material["pbrMetallicRoughness"]["baseColorFactor"] = factor
+        doc["materials"] = [material]
+        doc["meshes"][0]["primitives"][0]["material"] = 0
+        text = json.dumps(doc).encode()
+        text += b" " * (-len(text) % 4)
+        rest = raw[20 + length :]
+        glb = (
+            raw[:8]
+            + struct.pack("<I", 20 + len(text) + len(rest))
+            + struct.pack("<II", len(text), 0x4E4F534A)
+        )
+        (tmp_path / "painted.glb").write_bytes(glb + text + rest)
+        mesh = load_mesh_scene(tmp_path / "painted.glb").meshes[0]
+        order = [
+            int(np.argmin(np.linalg.norm(box.vertices - v, axis=1)))
+            for v in mesh.vertices @ np.diag([1, 1, 1])
+        ]
+        scale = np.asarray(factor[:3] if factor else [1.0, 1.0, 1.0])
+        assert mesh.texture is None and mesh.vertex_colors is not None
+        # trimesh keeps the factor in 8 bits (0.5 -> 128/255): within one level of the exact product
+        np.testing.assert_allclose(mesh.vertex_colors, colours[order] * scale, atol=1)
+
+    @pytest.mark.parametrize("body", ["[1, 2]", '"scene"', "3"])
+    def test_gltf_json_that_is_not_an_object_is_a_scene_error(self, tmp_path, body):
+        (tmp_path / "odd.gltf").write_text(body)
+        with pytest.raises(SceneError, match=r"odd\.gltf: glTF JSON is a \w+, expected an object"):
+            load_mesh_scene(tmp_path / "odd.gltf")
 
     def test_garbage_bytes_name_the_file(self, tmp_path):
         for suffix in (".glb", ".ply", ".obj"):
