@@ -83,11 +83,12 @@ def _ints(text: str, spec: str) -> list[int]:
         raise ConfigError(f"knockout {spec!r}: expected comma-separated integers, got {text!r}") from None
 
 
-def parse_knockout(spec: str, *, dec_depth: int, n_tokens: int) -> Intervention:
+def parse_knockout(spec: str, *, dec_depth: int, n_tokens: int, n_heads: int) -> Intervention:
     """One knockout string → an `Intervention` (see the module docstring for the syntax).
 
     Raises:
-        ConfigError: unknown location or field, missing heads, or both/neither of keys and top_k.
+        ConfigError: unknown location or field; no heads, or heads, views, keys or top_k out
+            of range; both keys and top_k, or either with ablate.
     """
     name, *parts = spec.split(":")
     check_names([name], attention_locations(dec_depth), "attention location")
@@ -99,17 +100,34 @@ def parse_knockout(spec: str, *, dec_depth: int, n_tokens: int) -> Intervention:
                 f"knockout {spec!r}: unknown field {key!r}; fields: heads, keys, top_k, views, ablate"
             )
         opts[key] = value
-    if "heads" not in opts:
+    heads = _ints(opts.get("heads", ""), spec)
+    if not heads:
         raise ConfigError(f"knockout {spec!r}: give the heads, e.g. {name}:heads=0,3:top_k=5")
-    heads = _ints(opts["heads"], spec)
+    _check_range(spec, "heads", heads, n_heads)
     views = tuple(_ints(opts.get("views", "1,2"), spec))
+    if not views or not set(views) <= {1, 2}:
+        raise ConfigError(f"knockout {spec!r}: views must be 1, 2 or 1,2, got {opts.get('views')!r}")
     if "ablate" in opts:
+        if "keys" in opts or "top_k" in opts:
+            raise ConfigError(f"knockout {spec!r}: ablate removes whole heads; it takes no keys or top_k")
         return ablate_heads(name, heads, views=views)
     keys = None
     if "keys" in opts:
         keys = list(range(n_tokens)) if opts["keys"] == "all" else _ints(opts["keys"], spec)
-    top_k = int(opts["top_k"]) if "top_k" in opts else None
+        _check_range(spec, "keys", keys, n_tokens)
+    top_k = None
+    if "top_k" in opts:
+        top_k = _ints(opts["top_k"], spec)
+        if len(top_k) != 1 or not 1 <= top_k[0] <= n_tokens:
+            raise ConfigError(f"knockout {spec!r}: top_k must be one integer in 1..{n_tokens}")
+        top_k = top_k[0]
     return knockout_keys(name, heads, keys=keys, top_k=top_k, views=views)
+
+
+def _check_range(spec: str, field: str, values: list[int], n: int) -> None:
+    bad = [v for v in values if not 0 <= v < n]
+    if bad:
+        raise ConfigError(f"knockout {spec!r}: {field} {bad} out of range 0..{n - 1}")
 
 
 def choose_pairs(features: Any, params: InterveneParams) -> np.ndarray:
@@ -156,7 +174,10 @@ def run_intervene(
     device = next(model.parameters()).device
     cfg = model.config
     n_tokens = int(np.prod(group.attrs["patch_grid"]))
-    knockouts = [parse_knockout(k, dec_depth=cfg.dec_depth, n_tokens=n_tokens) for k in params.knockouts]
+    knockouts = [
+        parse_knockout(k, dec_depth=cfg.dec_depth, n_tokens=n_tokens, n_heads=cfg.dec_num_heads)
+        for k in params.knockouts
+    ]
     sets = {n: load_probes(probes / n, device=device) for n in probe_set_names(probes, params.probe_sets)}
     locations = list(dict.fromkeys(loc for s in sets.values() for loc in s.spec.locations))
     pairs = choose_pairs(group, params)

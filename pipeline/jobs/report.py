@@ -95,7 +95,7 @@ def _knockout(features: Path, view: PairView, params: ReportParams, probes: Prob
     """Fig. 13: rebuild the store's model, probe the last location with and without the knockout."""
     f = open_store(features, "features")
     model = store_model(f, device=params.device, where=str(features))
-    heads = [h for h in params.knockout_heads if h < model.config.dec_num_heads]
+    heads = [h for h in params.knockout_heads if 0 <= h < model.config.dec_num_heads]
     if not heads:
         raise ConfigError(
             f"report.knockout_heads {list(params.knockout_heads)}: the model has {model.config.dec_num_heads} heads"

@@ -89,10 +89,11 @@ def fill_template(name: str, values: dict[str, str]) -> str:
 def fill_page(template: str, data: dict[str, Any], scripts: list[str], *, title: str) -> str:
     """A viewer template with its data (JSON), scripts, style and title put in place.
 
-    The template holds `{{TITLE}}`, `{{STYLE}}`, `{{DATA}}` and `{{SCRIPTS}}`; "</" in the
-    JSON is escaped so no value can close the script element early.
+    The template holds `{{TITLE}}`, `{{STYLE}}`, `{{DATA}}` and `{{SCRIPTS}}`. Every "<" of
+    the JSON is written \\u003c (it only occurs inside JSON strings, where that means the
+    same), so no "</script>" or "<!--" in a title or path can end the script element early.
     """
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     code = "\n".join(static_text(s) for s in scripts)
     return fill_template(
         template, {"TITLE": escape(title), "STYLE": static_text("page.css"), "DATA": payload, "SCRIPTS": code}

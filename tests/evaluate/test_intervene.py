@@ -67,8 +67,16 @@ def test_paper_knockout_runs_and_view1_is_untouched_in_block0(
         ("b02.self:heads=0", "exactly one of keys= and top_k="),
         ("b02.self:heads=0:topk=5", "unknown field 'topk'"),
         ("b02.self:heads=a:top_k=5", "comma-separated integers"),
+        ("b02.self:heads=:top_k=5", "give the heads"),
+        ("b02.self:heads=0,-1:top_k=5", r"heads \[-1\] out of range 0\.\.1"),
+        ("b02.self:heads=2:top_k=5", r"heads \[2\] out of range 0\.\.1"),
+        ("b02.self:heads=0:top_k=x", "comma-separated integers"),
+        ("b02.self:heads=0:top_k=0", r"top_k must be one integer in 1\.\.16"),
+        ("b02.self:heads=0:keys=3,16", r"keys \[16\] out of range 0\.\.15"),
+        ("b02.self:heads=0:top_k=5:views=3", "views must be 1, 2 or 1,2"),
+        ("b02.self:heads=0:ablate:top_k=5", "ablate removes whole heads; it takes no keys or top_k"),
     ],
 )
 def test_knockout_strings_are_checked(spec: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        parse_knockout(spec, dec_depth=4, n_tokens=16)
+        parse_knockout(spec, dec_depth=4, n_tokens=16, n_heads=2)
