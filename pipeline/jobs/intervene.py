@@ -180,6 +180,7 @@ def run_intervene(
     ]
     sets = {n: load_probes(probes / n, device=device) for n in probe_set_names(probes, params.probe_sets)}
     locations = list(dict.fromkeys(loc for s in sets.values() for loc in s.spec.locations))
+    check_names(params.save_locations, locations, "intervene.save_locations entry")
     pairs = choose_pairs(group, params)
     scores: dict[tuple[str, str], list] = {}
     saved: dict[str, list] = {}

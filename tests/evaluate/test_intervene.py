@@ -80,3 +80,9 @@ def test_paper_knockout_runs_and_view1_is_untouched_in_block0(
 def test_knockout_strings_are_checked(spec: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         parse_knockout(spec, dec_depth=4, n_tokens=16, n_heads=2)
+
+
+def test_an_unknown_save_location_is_refused_by_name(stores: dict[str, Path], tmp_path: Path) -> None:
+    params = InterveneParams(knockouts=(), **{**BASE, "save_locations": ("b1.cross",)})
+    with pytest.raises(ConfigError, match=r"'b1\.cross'.*Did you mean 'b01\.cross'"):
+        run_intervene(stores["features"], stores["renders"], stores["probes"], tmp_path, params)
