@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.correspond.patches import patch_correspondences
 from pipeline.errors import ConfigError, SchemaError
 from pipeline.jobs.parallel import run_shard_tasks
-from pipeline.store.writer import create_store, open_store, shard_slices
+from pipeline.store.writer import create_store, open_store, schema_array, shard_slices
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,15 @@ def correspond_shard(renders: str, out: str, start: int, stop: int, patch_size: 
         ok, STATUS_OK, np.where(render_status == RENDER_PENDING, STATUS_PENDING, STATUS_SKIPPED)
     )
     group = open_store(Path(out), "correspondences", mode="r+")
-    group["pixel_patch"][sl] = np.where(ok[:, None, None, None], result.pixel_patch, -1)
-    group["patch_match"][sl] = np.where(ok[:, None, None], result.patch_match, -1)
-    group["patch_count"][sl] = np.where(ok[:, None, None], result.patch_count, 0)
-    group["patch_support"][sl] = np.where(ok[:, None, None], result.patch_support, 0)
-    group["status"][sl] = status.astype(np.uint8)  # last: marks the shard done
+    values = {
+        "pixel_patch": np.where(ok[:, None, None, None], result.pixel_patch, -1),
+        "patch_match": np.where(ok[:, None, None], result.patch_match, -1),
+        "patch_count": np.where(ok[:, None, None], result.patch_count, 0),
+        "patch_support": np.where(ok[:, None, None], result.patch_support, 0),
+        "status": status.astype(np.uint8),  # last: marks the shard done
+    }
+    for name, value in values.items():
+        schema_array(group, "correspondences", name)[sl] = value
     return int(ok.sum())
 
 

@@ -21,7 +21,7 @@ from pipeline.errors import ConfigError, Probe3rError, SchemaError
 from pipeline.jobs.parallel import run_shard_tasks
 from pipeline.render.pairs import PairSamplingConfig, prepare_scene, sample_pair
 from pipeline.scenes.catalog import SceneRef, list_scenes, load_scene
-from pipeline.store.writer import create_store, open_store, shard_slices
+from pipeline.store.writer import create_store, open_store, schema_array, shard_slices
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def render_shard(store_path: str, start: int, refs: list[SceneRef], params: Rend
     group = open_store(Path(store_path), "renders", mode="r+")
     sl = slice(start, start + n)
     for name, values in out.items():
-        group[name][sl] = values
+        schema_array(group, "renders", name)[sl] = values
     group["scene_id"][sl] = np.array([r.scene_id for r in refs], dtype=np.dtypes.StringDType())
     group["split"][sl] = np.array([r.split for r in refs], dtype=np.dtypes.StringDType())
     group["error"][sl] = np.array(errors, dtype=np.dtypes.StringDType())

@@ -23,7 +23,7 @@ from pipeline.store import shard_writer
 from pipeline.store.int8 import decode_int8
 from pipeline.store.location import StoreLocation
 from pipeline.store.validate import validate_store
-from pipeline.store.writer import create_store, open_store
+from pipeline.store.writer import create_store, open_store, schema_array
 
 STATUS_PENDING, STATUS_OK, STATUS_SKIPPED = 0, 1, 2
 PERCENTILES = (1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.9)
@@ -195,7 +195,7 @@ def write_shard(
     sl = slice(start, start + n)
     with ThreadPoolExecutor(usable_cores()) if pool is None else nullcontext(pool) as workers:
         for name in names:
-            array = group[name]
+            array = schema_array(group, "features", name)
             if name in STAT_ARRAYS:
                 array[shard_index] = data[name]
             elif shard_writer.supports(array) and array.shards[0] == group.attrs["pairs_per_shard"]:

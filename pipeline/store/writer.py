@@ -176,6 +176,17 @@ def open_store(path: StoreLocation, kind: str, *, mode: str = "r") -> zarr.Group
     return group
 
 
+def schema_array(group: zarr.Group, kind: str, name: str) -> zarr.Array:
+    """`group[name]` set up for writing as the schema creates it.
+
+    zarr does not keep `write_empty_chunks` with the array: opened again, every array
+    skips chunks that hold only the fill value, and scans every chunk it writes to find
+    them. Writers take arrays through here so the schema's choice holds for every write.
+    """
+    spec = load_schema().array(kind, name)
+    return group[name].with_config({"write_empty_chunks": spec.write_empty_chunks})
+
+
 def shard_slices(n_pairs: int, pairs_per_shard: int) -> Iterator[slice]:
     """Pair ranges of the shards of a store, in order; the last may be shorter."""
     for start in range(0, n_pairs, pairs_per_shard):

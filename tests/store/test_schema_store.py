@@ -13,7 +13,14 @@ import zarr
 from pipeline.errors import SchemaError, StoreNotFoundError
 from pipeline.store.schema import load_schema
 from pipeline.store.validate import ensure_valid, store_info, validate_store
-from pipeline.store.writer import StoreExistsError, create_store, open_store, publish, shard_slices
+from pipeline.store.writer import (
+    StoreExistsError,
+    create_store,
+    open_store,
+    publish,
+    schema_array,
+    shard_slices,
+)
 
 RENDER_ATTRS = {
     "params": {"seed": 0},
@@ -174,3 +181,17 @@ def test_unknown_encodings_are_refused_when_creating(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match=r"Unknown array of store 'renders' 'dpeth'"):
         make_renders(tmp_path / "r.zarr", encodings={"dpeth": "int8"})
     assert not (tmp_path / "r.zarr").exists()
+
+
+def test_reopened_arrays_write_as_the_schema_says(tmp_path: Path) -> None:
+    make_renders(tmp_path / "r.zarr")
+    reopened = open_store(tmp_path / "r.zarr", "renders", mode="r+")
+    assert load_schema().array("renders", "depth").write_empty_chunks
+    assert not reopened["depth"].config.write_empty_chunks  # zarr forgets the creation config
+    empty = np.full((1, *reopened["depth"].shape[1:]), reopened["depth"].fill_value, np.float32)  # fill only
+    metadata_only = reopened["depth"].nbytes_stored()
+    reopened["depth"][:1] = empty
+    assert reopened["depth"].nbytes_stored() == metadata_only  # zarr's default skipped the chunk
+    schema_array(reopened, "renders", "depth")[:1] = empty
+    assert reopened["depth"].nbytes_stored() > metadata_only  # the schema's choice: every chunk is stored
+    np.testing.assert_array_equal(reopened["depth"][:1], empty)
