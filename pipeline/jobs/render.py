@@ -199,6 +199,26 @@ def _open_or_create(out: Path, params: RenderParams, overwrite: bool) -> Any:
     )
 
 
+def _check_plan_unchanged(out: Path, group: Any, plan: list, status: np.ndarray) -> None:
+    """Refuse to resume when the pairs already rendered came from other scenes.
+
+    The parameters can match while a scene folder has gained or lost scenes since the store
+    was started; the rest of the store would then follow another plan than its first shards.
+    """
+    done = np.flatnonzero(status != STATUS_PENDING)
+    if len(done) == 0:
+        return
+    stored = group["scene_id"][:]
+    moved = [int(i) for i in done if stored[i] != plan[i].scene_id]
+    if moved:
+        i = moved[0]
+        raise SchemaError(
+            f"{out}: {len(moved)} rendered pairs came from other scenes than the source now lists (pair {i}: "
+            f"'{stored[i]}', now '{plan[i].scene_id}'); the scene folder changed since the store was "
+            "started: pass --overwrite to render it afresh or choose another --out"
+        )
+
+
 def run_render(
     out: Path,
     params: RenderParams,
@@ -215,6 +235,7 @@ def run_render(
     group = _open_or_create(out, params, overwrite)
     plan = scene_plan(params)
     status = group["status"][:]
+    _check_plan_unchanged(out, group, plan, status)
     tasks = [
         (str(out), sl.start, plan[sl], params)
         for sl in shard_slices(params.n_pairs, params.pairs_per_shard)

@@ -172,3 +172,29 @@ def test_unreadable_mesh_and_impossible_sampling_are_recorded_skips(tmp_path: Pa
 def test_bad_render_params_are_named(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         small_params(**changes)
+
+
+def test_resume_refuses_a_scene_folder_that_changed(tmp_path: Path) -> None:
+    root = tmp_path / "scenes" / "train"
+    root.mkdir(parents=True)
+    _box(root / "m_room.ply", 4.0)
+    _box(root / "n_room.ply", 4.0)
+    params = RenderParams.from_dict(
+        {
+            "source": str(tmp_path / "scenes"),
+            "n_pairs": 4,
+            "pairs_per_scene": 2,
+            "pairs_per_shard": 2,
+            **SMALL,
+        }
+    )
+    run_render(tmp_path / "r.zarr", params)
+    group = zarr.open_group(str(tmp_path / "r.zarr"), mode="r+")
+    group["status"][2:] = 0  # as if killed before the second shard
+    _box(root / "a_room.ply", 4.0)  # a scene added since: it sorts first, so the plan shifts
+    with pytest.raises(
+        SchemaError, match=r"r\.zarr: 2 rendered pairs came from other scenes .*pair 0: '.*m_room"
+    ):
+        run_render(tmp_path / "r.zarr", params)
+    (root / "a_room.ply").unlink()
+    assert run_render(tmp_path / "r.zarr", params)["shards_rendered"] == 1  # the same folder resumes
