@@ -131,22 +131,20 @@ def _box(path: Path, size: float) -> None:
     mesh.export(path)
 
 
+def folder_params(scenes: Path, n_pairs: int, **kw) -> RenderParams:
+    """Small renders of a scene folder: two pairs per scene and per shard."""
+    return RenderParams.from_dict(
+        {"source": str(scenes), "n_pairs": n_pairs, "pairs_per_scene": 2, "pairs_per_shard": 2, **SMALL, **kw}
+    )
+
+
 def test_unreadable_mesh_and_impossible_sampling_are_recorded_skips(tmp_path: Path) -> None:
     root = tmp_path / "scenes" / "train"
     root.mkdir(parents=True)
     (root / "broken.ply").write_bytes(b"ply\nthis is not a mesh\x00\x01")
     _box(root / "tiny.ply", 0.2)  # no camera fits 0.2 m from every wall
     _box(root / "room.ply", 4.0)
-    params = RenderParams.from_dict(
-        {
-            "source": str(tmp_path / "scenes"),
-            "n_pairs": 6,
-            "pairs_per_scene": 2,
-            "pairs_per_shard": 2,
-            **SMALL,
-            "max_tries": 20,
-        }
-    )
+    params = folder_params(tmp_path / "scenes", 6, max_tries=20)
     summary = run_render(tmp_path / "r.zarr", params)
     group = zarr.open_group(str(tmp_path / "r.zarr"), mode="r")
     status, errors, scenes = group["status"][:], group["error"][:], group["scene_id"][:]
@@ -179,15 +177,7 @@ def test_resume_refuses_a_scene_folder_that_changed(tmp_path: Path) -> None:
     root.mkdir(parents=True)
     _box(root / "m_room.ply", 4.0)
     _box(root / "n_room.ply", 4.0)
-    params = RenderParams.from_dict(
-        {
-            "source": str(tmp_path / "scenes"),
-            "n_pairs": 4,
-            "pairs_per_scene": 2,
-            "pairs_per_shard": 2,
-            **SMALL,
-        }
-    )
+    params = folder_params(tmp_path / "scenes", 4)
     run_render(tmp_path / "r.zarr", params)
     group = zarr.open_group(str(tmp_path / "r.zarr"), mode="r+")
     group["status"][2:] = 0  # as if killed before the second shard
