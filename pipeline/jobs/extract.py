@@ -194,8 +194,8 @@ def overlap_pays(device: torch.device) -> bool:
 
     A GPU forward pass leaves the CPU free, and so does a CPU model held to fewer threads
     than there are cores. A CPU model on every core gains nothing from a second busy
-    thread and loses to the oversubscription: on the 2-core VM, extract ran at 1.77 pairs/s
-    overlapped and 2.0 with encoding and writing done in turn (docs/store.md).
+    thread and loses to the oversubscription: on the 2-core VM, extract ran at 1.75 pairs/s
+    overlapped and 1.97 with encoding and writing done in turn (docs/store.md).
     """
     return device.type != "cpu" or torch.get_num_threads() < usable_cores()
 
@@ -225,11 +225,11 @@ def extract_shards(
     layout = runner.layout(n_pairs=int(group.attrs["n_pairs"]), image_size=tuple(group.attrs["image_size"]))
     full_locs = np.isin(np.array(layout.attn_locations), runner.full_attention_locations)
     slices = list(shard_slices(layout.n_pairs, layout.pairs_per_shard))
-    jobs: queue.Queue = queue.Queue(maxsize=CAPTURED_BATCHES_IN_FLIGHT)
-    errors: list[BaseException] = []
-    consumer = None
+    errors: list[BaseException] = []  # filled by the writer thread, if there is one
+    consumer = jobs = None
     submit: Callable[[tuple], None] = functools.partial(_run_job, group)
     if overlap_pays(runner.device):
+        jobs = queue.Queue(maxsize=CAPTURED_BATCHES_IN_FLIGHT)
         consumer = threading.Thread(target=_encode_and_write, args=(group, jobs, errors), daemon=True)
         consumer.start()
         submit = jobs.put
@@ -270,7 +270,7 @@ def extract_shards(
             bar.update(int((~shard.rendered).sum()))
             log.debug("shard %d computed", k)
     finally:
-        if consumer is not None:
+        if consumer is not None and jobs is not None:
             jobs.put(None)
             consumer.join()
         bar.close()
