@@ -36,13 +36,15 @@ from pipeline.jobs.extract_model import store_identity, store_model
 from pipeline.jobs.train_probes import pick_device
 from pipeline.memory import keep_freed_memory
 from pipeline.metrics.lens import head_lens
+from pipeline.probes.batches import Batch
 from pipeline.probes.files import load_probes
-from pipeline.probes.store_source import StoreSource
+from pipeline.probes.store_source import StoreSource, prefetched
 from pipeline.store.writer import open_store
 
 log = logging.getLogger(__name__)
 
 STATUS_OK = 1
+READ_AHEAD = 1  # batches read in a thread while the current one is scored
 PAIR_INFO = ("scene_id", "split", "overlap", "rotation_deg")
 
 
@@ -124,6 +126,59 @@ def _append(store: dict[str, list], values: dict[str, np.ndarray]) -> None:
         store.setdefault(key, []).append(value)
 
 
+@dataclass
+class EvalBatch:
+    """Everything evaluate reads for one batch of pairs (see `BatchReader.read`).
+
+    Attributes:
+        batch: features of every needed location and the renders' ground truth.
+        own: {"": {"pred", "conf"}} the model's stored output.
+        gt_match: (B, V, Q) ground-truth patch matches.
+        codes, argmax, norms: compact attention maps, their row argmaxes and token norms
+            (None without attention maps).
+        full: the full float16 maps of the cross-attention locations, or None.
+    """
+
+    batch: Batch
+    own: dict[str, dict[str, torch.Tensor]]
+    gt_match: np.ndarray
+    codes: np.ndarray | None = None
+    argmax: np.ndarray | None = None
+    norms: np.ndarray | None = None
+    full: np.ndarray | None = None
+
+
+class BatchReader:
+    """Reads a batch's every input from the three stores, so a thread can run it ahead of scoring."""
+
+    def __init__(
+        self, source: StoreSource, group: zarr.Group, cgroup: zarr.Group, layout: AttentionLayout | None
+    ) -> None:
+        self.source, self.group, self.cgroup, self.layout = source, group, cgroup, layout
+
+    def read(self, idx: np.ndarray) -> EvalBatch:
+        """The inputs of the pairs `idx` (sorted)."""
+        group = self.group
+        out = EvalBatch(
+            batch=self.source.read(idx),
+            own={
+                "": {
+                    "pred": torch.from_numpy(read_rows(group["pts3d"], idx)),
+                    "conf": torch.from_numpy(read_rows(group["conf"], idx)),
+                }
+            },
+            gt_match=read_rows(self.cgroup["patch_match"], idx),
+        )
+        if self.layout is not None:
+            out.codes = read_rows(group["attn"], idx)
+            out.argmax = read_rows(group["attn_argmax"], idx)
+            out.norms = read_rows(group["token_norm"], idx)
+            if group["has_full_attn"].get_orthogonal_selection((idx,)).any():
+                # the cross-attention maps only: correspondence reads no others
+                out.full = read_rows(group["attn_full"], idx, self.layout.cross)
+        return out
+
+
 def evaluate_pairs(
     features: Path,
     renders: Path,
@@ -179,11 +234,17 @@ def evaluate_pairs(
     per_method: dict[str, dict[str, list]] = defaultdict(dict)
     attention: dict[str, list] = {}
     registers: dict[str, list] = {}
-    starts = range(0, len(pairs), params.batch_size)
-    for start in tqdm(starts, desc="evaluate", unit="batch", disable=not progress):
-        idx = pairs[start : start + params.batch_size]
-        with _Timer(results, "read"):
-            batch = source.read(idx)
+    reader = BatchReader(source, group, cgroup, results.layout)
+    reads = (
+        reader.read(pairs[start : start + params.batch_size])
+        for start in range(0, len(pairs), params.batch_size)
+    )
+    batches = prefetched(reads, READ_AHEAD)
+    n_batches = -(-len(pairs) // params.batch_size)
+    for _ in tqdm(range(n_batches), desc="evaluate", unit="batch", disable=not progress):
+        with _Timer(results, "read"):  # what reading ahead did not hide
+            read = next(batches)
+        batch = read.batch
         with _Timer(results, "pointmap_metrics"):
             targets = batch_targets(batch.pts3d, batch.depth[..., 0], batch.valid, device)
         for name, s in sets.items():
@@ -203,43 +264,30 @@ def evaluate_pairs(
                     outputs, targets, head="pointmap", procrustes_scale=params.procrustes_scale
                 )
             _append(per_method["lens"], scores)
-        with _Timer(results, "read"):
-            own = {
-                "": {
-                    "pred": torch.from_numpy(read_rows(group["pts3d"], idx)),
-                    "conf": torch.from_numpy(read_rows(group["conf"], idx)),
-                }
-            }
-            gt_match = read_rows(cgroup["patch_match"], idx)
         with _Timer(results, "pointmap_metrics"):
-            scores = score_targets(own, targets, head="pointmap", procrustes_scale=params.procrustes_scale)
+            scores = score_targets(
+                read.own, targets, head="pointmap", procrustes_scale=params.procrustes_scale
+            )
         _append(per_method["model"], scores)
         with _Timer(results, "similarity"):
             sim = similarity_accuracy(
                 {loc: batch.acts[loc] for loc in results.similarity_locations},
-                gt_match,
+                read.gt_match,
                 grid,
                 patch_size,
                 params.thresholds_px,
             )
         _append(attention, {"similarity": sim})
         if results.layout is not None:
-            with _Timer(results, "read"):
-                codes = read_rows(group["attn"], idx)
-                argmax = read_rows(group["attn_argmax"], idx)
-                norms = read_rows(group["token_norm"], idx)
-                full = (  # the cross-attention maps only: correspondence reads no others
-                    read_rows(group["attn_full"], idx, results.layout.cross)
-                    if group["has_full_attn"].get_orthogonal_selection((idx,)).any()
-                    else None
-                )
             with _Timer(results, "correspondence"):
                 _append(
                     attention,
-                    correspondence_accuracy(argmax, full, gt_match, results.layout, params.thresholds_px),
+                    correspondence_accuracy(
+                        read.argmax, read.full, read.gt_match, results.layout, params.thresholds_px
+                    ),
                 )
             with _Timer(results, "registers"):
-                _append(registers, register_scores(codes, norms, results.layout, params))
+                _append(registers, register_scores(read.codes, read.norms, results.layout, params))
     heads = {name: s.spec.head.name for name in sets} | {"lens": "pointmap", "model": "pointmap"}
     locations = {name: list(s.spec.locations) for name, s in sets.items()} | {"lens": residual, "model": [""]}
     for name, values in per_method.items():

@@ -90,9 +90,12 @@ def _bracket_middle(rows: np.ndarray, k: int, even: bool) -> tuple[np.ndarray, n
     ia, ib = max(0, int(centre - half)), min(m - 1, int(centre + half) + 1)
     ends = np.partition(sample, [ia, ib], axis=-1)
     a, b = ends[:, ia : ia + 1], ends[:, ib : ib + 1]
-    inside = (rows >= a) & (rows <= b)
-    below, counts = np.count_nonzero(rows < a, axis=1), np.count_nonzero(inside, axis=1)
-    values, starts = rows[inside], np.cumsum(counts) - counts
+    low, inside = rows < a, rows <= b
+    below = np.count_nonzero(low, axis=1)
+    np.logical_xor(inside, low, out=inside)  # a <= x <= b, as x < a implies x <= b
+    counts = np.count_nonzero(inside, axis=1)
+    # compress: a third of boolean indexing's time here (no per-element branch on the mask)
+    values, starts = np.compress(inside.ravel(), rows.ravel()), np.cumsum(counts) - counts
     lo, hi = np.empty(len(rows), rows.dtype), np.empty(len(rows), rows.dtype)
     for r, (rank, count, start) in enumerate(zip(k - below, counts, starts, strict=True)):
         if rank < 0 or rank + even >= count:
