@@ -149,6 +149,38 @@ def score_pair(
     return out
 
 
+def score_rows(
+    rows: Sequence[tuple[Tensor, Tensor]],
+    targets: Sequence[PairTargets],
+    *,
+    head: str,
+    procrustes_scale: bool,
+) -> dict[str, np.ndarray]:
+    """Every metric of every location's prediction, given at each pair's valid pixels.
+
+    Args:
+        rows: (B,) per pair, pred (L, C, n) and conf (L, n) at the pair's `targets.pixels`,
+            channels first (`ProbeSet.at_pixels`, `head_lens_at_pixels`, `gather_stacked`).
+        targets: (B,) the pairs' `pair_targets` (`batch_targets`), on the predictions' device.
+        head: "pointmap" or "depth".
+        procrustes_scale: see `score_pair`.
+
+    Returns:
+        metric name -> (B, L) float64, locations in the order of the rows.
+    """
+    scores = [
+        score_pair(
+            pred,
+            conf[:, t.n_view[0] :] if head == "pointmap" else None,
+            t,
+            head=head,
+            procrustes_scale=procrustes_scale,
+        )
+        for (pred, conf), t in zip(rows, targets, strict=True)
+    ]
+    return {name: np.stack([r[name].double().cpu().numpy() for r in scores]) for name in METRICS}
+
+
 def score_targets(
     outputs: Mapping[str, Mapping[str, Tensor]],
     targets: Sequence[PairTargets],
@@ -156,7 +188,7 @@ def score_targets(
     head: str,
     procrustes_scale: bool,
 ) -> dict[str, np.ndarray]:
-    """Every metric of every location's prediction, pair by pair, against prepared targets.
+    """`score_rows` of predictions given as images.
 
     Args:
         outputs: location -> {"pred": (B, V, H, W, C), "conf": (B, V, H, W)}.
@@ -167,16 +199,14 @@ def score_targets(
     Returns:
         metric name -> (B, L) float64, locations in the order of `outputs`.
     """
-    rows = []
-    for b, t in enumerate(targets):
-        pred = gather_stacked([o["pred"][b] for o in outputs.values()], t.pixels)
-        conf = (
-            gather_stacked([o["conf"][b, ..., None] for o in outputs.values()], t.pixels[t.n_view[0] :])[:, 0]
-            if head == "pointmap"
-            else None
+    rows = [
+        (
+            gather_stacked([o["pred"][b] for o in outputs.values()], t.pixels),
+            gather_stacked([o["conf"][b, ..., None] for o in outputs.values()], t.pixels)[:, 0],
         )
-        rows.append(score_pair(pred, conf, t, head=head, procrustes_scale=procrustes_scale))
-    return {name: np.stack([r[name].double().cpu().numpy() for r in rows]) for name in METRICS}
+        for b, t in enumerate(targets)
+    ]
+    return score_rows(rows, targets, head=head, procrustes_scale=procrustes_scale)
 
 
 def score_batch(

@@ -30,12 +30,12 @@ from pipeline.jobs.eval_attention import (
     similarity_accuracy,
 )
 from pipeline.jobs.eval_params import EvaluateParams
-from pipeline.jobs.eval_pointmaps import batch_targets, score_targets
+from pipeline.jobs.eval_pointmaps import batch_targets, score_rows, score_targets
 from pipeline.jobs.eval_report import write_report
 from pipeline.jobs.extract_model import store_identity, store_model
 from pipeline.jobs.train_probes import pick_device
 from pipeline.memory import keep_freed_memory
-from pipeline.metrics.lens import head_lens
+from pipeline.metrics.lens import head_lens_at_pixels
 from pipeline.probes.batches import Batch
 from pipeline.probes.files import load_probes
 from pipeline.probes.store_source import StoreSource, prefetched
@@ -247,22 +247,22 @@ def evaluate_pairs(
         batch = read.batch
         with _Timer(results, "pointmap_metrics"):
             targets = batch_targets(batch.pts3d, batch.depth[..., 0], batch.valid, device)
+        pixels = [t.pixels for t in targets]  # predictions are made at the valid pixels only
         for name, s in sets.items():
             with _Timer(results, "probes"):
-                with torch.no_grad():
-                    outputs = s({loc: batch.acts[loc].to(device) for loc in s.spec.locations})
+                rows = s.at_pixels({loc: batch.acts[loc].to(device) for loc in s.spec.locations}, pixels)
             with _Timer(results, "pointmap_metrics"):
-                scores = score_targets(
-                    outputs, targets, head=s.spec.head.name, procrustes_scale=params.procrustes_scale
+                scores = score_rows(
+                    rows, targets, head=s.spec.head.name, procrustes_scale=params.procrustes_scale
                 )
             _append(per_method[name], scores)
         if model is not None:
             with _Timer(results, "lens"):
-                outputs = head_lens(model, {loc: batch.acts[loc] for loc in residual}, image_size)
-            with _Timer(results, "pointmap_metrics"):
-                scores = score_targets(
-                    outputs, targets, head="pointmap", procrustes_scale=params.procrustes_scale
+                rows = head_lens_at_pixels(
+                    model, {loc: batch.acts[loc] for loc in residual}, pixels, image_size
                 )
+            with _Timer(results, "pointmap_metrics"):
+                scores = score_rows(rows, targets, head="pointmap", procrustes_scale=params.procrustes_scale)
             _append(per_method["lens"], scores)
         with _Timer(results, "pointmap_metrics"):
             scores = score_targets(

@@ -9,12 +9,14 @@ reads a single level; DPT heads mix four levels, so they have no per-location le
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from pipeline.errors import ConfigError, ShapeError
+from pipeline.model.postprocess import confidence, points
+from pipeline.probes.heads import patch_positions
 
 
 @torch.no_grad()
@@ -39,23 +41,74 @@ def head_lens(
         >>> head_lens(model, {"b03.cross": acts["b03.cross"]}, (224, 224))["b03.cross"]["pred"].shape
         torch.Size([2, 2, 224, 224, 3])
     """
-    if model.config.head_type != "linear":
-        raise ConfigError(f"the head lens needs a linear head; this model's is {model.config.head_type!r}")
-    heads = (model.downstream_head1, model.downstream_head2)
-    dtype = heads[0].proj.weight.dtype
-    device = heads[0].proj.weight.device
+    heads = _linear_heads(model)
     out = {}
     for loc, x in acts.items():
-        if x.ndim != 4 or x.shape[1] != 2 or x.shape[-1] != model.config.dec_embed_dim:
-            raise ShapeError(
-                f"acts['{loc}']: expected (B, V=2, N, D={model.config.dec_embed_dim}), got {tuple(x.shape)}"
-            )
-        views = [
-            head([model.dec_norm(x[:, v].to(device=device, dtype=dtype))], *image_size)
-            for v, head in enumerate(heads)
-        ]
+        views = [head([_normed(model, loc, x, v)], *image_size) for v, head in enumerate(heads)]
         out[loc] = {
             "pred": torch.stack([r["pts3d"] for r in views], 1),
             "conf": torch.stack([r["conf"] for r in views], 1),
         }
     return out
+
+
+@torch.no_grad()
+def head_lens_at_pixels(
+    model: nn.Module, acts: Mapping[str, Tensor], pixels: Sequence[Tensor], image_size: tuple[int, int]
+) -> list[tuple[Tensor, Tensor]]:
+    """`head_lens` at some pixels of each pair only, as channels-first rows.
+
+    What evaluation scores, without building images: each location's head outputs are
+    read at the chosen pixels straight from the head's per-token layout (channel c of
+    pixel (i, j) at c·p² + i·p + j) and post-processed there. Equals `head_lens` at those
+    pixels to float32 rounding.
+
+    Args:
+        model: a `pipeline.model.Dust3r` with a linear head.
+        acts: decoder location -> (B, V, N, D) tokens, view 1 first.
+        pixels: B tensors (n_b,) of flat indices into (V, H, W), on the model's device.
+        image_size: (H, W) of the model input.
+
+    Returns:
+        B tuples (pred (L, 3, n_b) points in view 1's frame, conf (L, n_b)), locations in
+        the order of `acts`.
+    """
+    heads = _linear_heads(model)
+    config = model.config
+    p, (height, width) = config.patch_size, image_size
+    c = config.head_channels
+    batch = len(pixels)
+    index = []  # per pair: (C, n) into a location's (B, V, N, C, p·p) head outputs
+    for b, pix in enumerate(pixels):
+        view, token, in_patch = patch_positions(pix, (height // p, width // p), p)
+        base = ((b * 2 + view) * (height // p) * (width // p) + token) * c * p * p + in_patch
+        index.append(base[None] + p * p * torch.arange(c, device=pix.device)[:, None])
+    rows = [torch.empty((len(acts), c, len(pix)), device=pix.device) for pix in pixels]
+    for j, (loc, x) in enumerate(acts.items()):
+        if x.shape[0] != batch:
+            raise ShapeError(f"acts['{loc}']: {x.shape[0]} pairs, but pixels for {batch}")
+        raw = torch.stack([head.proj(_normed(model, loc, x, v)) for v, head in enumerate(heads)], 1).float()
+        for b in range(batch):
+            torch.take(raw, index[b], out=rows[b][j])
+    return [
+        (points(r[:, :3], config.depth_mode[0], dim=-2), confidence(r[:, 3], config.conf_mode)) for r in rows
+    ]
+
+
+def _linear_heads(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """Both views' linear heads; ConfigError for a DPT model or one without confidence."""
+    if model.config.head_type != "linear":
+        raise ConfigError(f"the head lens needs a linear head; this model's is {model.config.head_type!r}")
+    if model.config.conf_mode is None:
+        raise ConfigError("the head lens needs a model that predicts confidence (conf_mode is None)")
+    return model.downstream_head1, model.downstream_head2
+
+
+def _normed(model: nn.Module, loc: str, x: Tensor, view: int) -> Tensor:
+    """dec_norm of view `view`'s tokens of acts[loc] (B, V=2, N, D), on the head's device and dtype."""
+    if x.ndim != 4 or x.shape[1] != 2 or x.shape[-1] != model.config.dec_embed_dim:
+        raise ShapeError(
+            f"acts['{loc}']: expected (B, V=2, N, D={model.config.dec_embed_dim}), got {tuple(x.shape)}"
+        )
+    weight = model.downstream_head1.proj.weight
+    return model.dec_norm(x[:, view].to(device=weight.device, dtype=weight.dtype))

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from pipeline.errors import ConfigError, ShapeError, unknown_name_message
+from pipeline.model.postprocess import channel_norm
 
 HEAD_CHANNELS = {"pointmap": 4, "depth": 2}  # raw channels per pixel: prediction + confidence
 
@@ -86,18 +87,44 @@ def pixels_to_patches(pixels: Tensor, patch_size: int) -> Tensor:
     return x.permute(*range(d), d, d + 2, d + 1, d + 3, d + 4).reshape(*lead, (H // p) * (W // p), p * p, c)
 
 
-def pointmap_postprocess(raw: Tensor) -> tuple[Tensor, Tensor]:
+def patch_positions(pixels: Tensor, grid: tuple[int, int], patch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Where DUSt3R's per-token outputs hold some pixels of a pair: (view, token, pixel in patch).
+
+    Args:
+        pixels: (n,) flat indices into (V, H, W) images, H = h·p and W = w·p.
+        grid: (h, w) patch grid.
+        patch_size: p.
+
+    Returns:
+        view, token (row-major patch n), and i·p + j (the pixel's row i, column j in its
+        patch), each (n,): the indices of a (V, N, p·p) layout (`ProbeSet.at_pixels`, the lens).
+
+    Example:
+        >>> patch_positions(torch.tensor([0, 224 * 224 + 17]), (14, 14), 16)
+        (tensor([0, 1]), tensor([0, 1]), tensor([0, 1]))
+    """
+    h, w = grid
+    width = w * patch_size
+    view, rest = pixels.div(h * patch_size * width, rounding_mode="floor"), pixels % (h * patch_size * width)
+    y, x = rest.div(width, rounding_mode="floor"), rest % width
+    token = y.div(patch_size, rounding_mode="floor") * w + x.div(patch_size, rounding_mode="floor")
+    return view, token, (y % patch_size) * patch_size + x % patch_size
+
+
+def pointmap_postprocess(raw: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
     """DUSt3R's postprocess ('exp' depth mode, 'exp' confidence from 1).
 
     Args:
-        raw: (..., 4) per pixel; [..., :3] raw xyz, [..., 3] raw confidence.
+        raw: 4 channels on `dim` (last: per pixel (..., 4); -2: channels-first rows
+            (..., 4, n)); channels 0-2 raw xyz, 3 raw confidence.
+        dim: the channel dim.
 
     Returns:
-        pts3d (..., 3) = direction · expm1(norm), and conf (...) = 1 + exp(r) > 1.
+        pts3d (3 channels on `dim`) = direction · expm1(norm), and conf (`dim` removed) = 1 + exp(r) > 1.
     """
-    xyz = raw[..., :3]
-    d = xyz.norm(dim=-1, keepdim=True)
-    return xyz * (torch.expm1(d) / d.clamp(min=1e-8)), 1 + raw[..., 3].exp()
+    xyz = raw.narrow(dim, 0, 3)
+    d = channel_norm(xyz, dim)
+    return xyz * (torch.expm1(d) / d.clamp(min=1e-8)), 1 + raw.select(dim, 3).exp()
 
 
 @dataclass(frozen=True)
@@ -129,8 +156,11 @@ class Head:
         """Channels of the prediction the loss compares with ground truth (3 or 1)."""
         return self.channels - 1
 
-    def postprocess(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
-        """(..., channels) raw pixels → prediction (..., 3 or 1) and conf (...), any pixel layout."""
+    def postprocess(self, pixels: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
+        """Raw pixels (channels on `dim`) → prediction (3 or 1 channels on `dim`) and conf (`dim` removed).
+
+        Any pixel layout: channels last (..., C), or channels-first rows (..., C, n) with dim=-2.
+        """
         if self.name == "pointmap":
-            return pointmap_postprocess(pixels)
-        return self.beta * pixels[..., :1].exp(), 1 + pixels[..., 1].exp()
+            return pointmap_postprocess(pixels, dim)
+        return self.beta * pixels.narrow(dim, 0, 1).exp(), 1 + pixels.select(dim, 1).exp()

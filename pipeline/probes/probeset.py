@@ -8,7 +8,7 @@ one joint loss, so gradients are clipped per location, not per head.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -16,7 +16,13 @@ from torch import Tensor, nn
 
 from pipeline.errors import ConfigError, ShapeError, unknown_name_message
 from pipeline.probes.batched import BatchedMLP, layer_sizes, probe_seed
-from pipeline.probes.heads import Head, patches_to_pixels, pixel_major_order, pixels_to_patches
+from pipeline.probes.heads import (
+    Head,
+    patch_positions,
+    patches_to_pixels,
+    pixel_major_order,
+    pixels_to_patches,
+)
 from pipeline.probes.loss import conf_regression_loss
 
 VIEWS = (1, 2)
@@ -113,6 +119,10 @@ class ProbeSet(nn.Module):
             group → (L_g, B, V, N, p·p, C) in `group_locations[group]` order; pixel (i, j) of
             patch n is row i·p + j (see `heads.pixel_major_order`).
         """
+        return {key: y.transpose(1, 2) for key, y in self._raw_views_first(acts).items()}
+
+    def _raw_views_first(self, acts: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """`raw` as the MLPs return it, contiguous: group → (L_g, V, B, N, p·p, C)."""
         missing = [loc for loc in self.spec.locations if loc not in acts]
         if missing:
             raise ShapeError(unknown_name_message("location in acts", missing[0], acts))
@@ -126,7 +136,42 @@ class ProbeSet(nn.Module):
                     f"acts['{locs[0]}']: expected (B, V=2, N={n}, D), got {tuple(acts[locs[0]].shape)}"
                 )
             y = self.groups[key](x.reshape(L * self.views_per_probe, -1, D), self.out_order.to(x.device))
-            out[key] = y.reshape(L, V, B, N, -1, self.spec.head.channels).transpose(1, 2)
+            out[key] = y.reshape(L, V, B, N, -1, self.spec.head.channels)
+        return out
+
+    @torch.no_grad()
+    def at_pixels(self, acts: Mapping[str, Tensor], pixels: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """Each pair's predictions at some of its pixels only, as channels-first rows.
+
+        What evaluation scores (the valid pixels, stacked over locations) without building
+        images: the raw outputs are read at those pixels straight from the patch layout and
+        post-processed there, skipping the image-layout copy and the slower channels-last
+        arithmetic of `forward`. Values equal `forward`'s at those pixels (to float32 rounding);
+        inference only (no gradients).
+
+        Args:
+            acts: location → (B, V, N, D) tokens, view 1 first.
+            pixels: B tensors (n_b,) of flat indices into (V, H, W), on the probes' device.
+
+        Returns:
+            B tuples (pred (L, C, n_b), conf (L, n_b)), locations in `spec.locations` order;
+            C = 3 for pointmaps, 1 for depth.
+        """
+        raw = self._raw_views_first(acts)
+        slots = {loc: (key, i) for key, locs in self.group_locations.items() for i, loc in enumerate(locs)}
+        _, _, B, N, PP, C = next(iter(raw.values())).shape  # (L_g, V, B, N, p·p, C)
+        if len(pixels) != B:
+            raise ShapeError(f"pixels: expected one index tensor per pair (B={B}), got {len(pixels)}")
+        out = []
+        for b, pix in enumerate(pixels):
+            view, token, in_patch = patch_positions(pix, self.spec.grid, self.spec.patch_size)
+            base = ((view * B + b) * N + token) * PP + in_patch  # the pixel's row in (V, B, N, p·p)
+            index = base[None] * C + torch.arange(C, device=pix.device)[:, None]  # (C, n)
+            rows = torch.empty((len(self.spec.locations), C, len(pix)), device=pix.device)
+            for j, loc in enumerate(self.spec.locations):
+                key, i = slots[loc]
+                torch.take(raw[key][i], index, out=rows[j])
+            out.append(self.spec.head.postprocess(rows, dim=-2))
         return out
 
     def forward(self, acts: Mapping[str, Tensor]) -> dict[str, dict[str, Tensor]]:

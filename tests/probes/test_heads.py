@@ -11,6 +11,7 @@ from einops import rearrange
 from pipeline.errors import ConfigError, ShapeError
 from pipeline.probes.heads import (
     Head,
+    patch_positions,
     patches_to_pixels,
     pixel_major_order,
     pixels_to_patches,
@@ -58,6 +59,14 @@ class TestPostprocess:
         torch.testing.assert_close(pts[1], torch.zeros(3))
         torch.testing.assert_close(conf, 1 + torch.exp(torch.tensor([0.5, -1.0])))
 
+    @pytest.mark.parametrize("head", [Head(), Head("depth", beta=0.5)])
+    def test_channels_first_rows_equal_channels_last(self, head: Head) -> None:
+        raw = torch.randn(3, 50, head.channels)
+        pred, conf = head.postprocess(raw)
+        rows_pred, rows_conf = head.postprocess(raw.transpose(1, 2).contiguous(), dim=-2)
+        torch.testing.assert_close(rows_pred, pred.transpose(1, 2), rtol=1e-6, atol=0)
+        torch.testing.assert_close(rows_conf, conf, rtol=0, atol=0)
+
     def test_depth_is_beta_exp_raw(self) -> None:
         depth, conf = Head("depth", beta=2.5).postprocess(torch.tensor([[0.0, 0.0], [1.0, 2.0]]))
         torch.testing.assert_close(depth[:, 0], 2.5 * torch.exp(torch.tensor([0.0, 1.0])))
@@ -92,3 +101,41 @@ def test_linear_probe_with_dust3r_head_weights_reproduces_mini_dust3r() -> None:
         ref = head([tokens[:, v]], (48, 32))
         torch.testing.assert_close(got["pred"][:, v], ref["pts3d"], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(got["conf"][:, v], ref["conf"], rtol=1e-5, atol=1e-5)
+
+
+def test_patch_positions_find_each_pixel_in_the_token_layout() -> None:
+    """Tag every raw output with its own flat index: unfolding to images and looking the tag up agree."""
+    grid, p = (2, 3), 4
+    raw = torch.arange(2 * 6 * p * p, dtype=torch.float64).reshape(2, 6, p * p, 1)  # (V, N, p·p, C=1)
+    images = patches_to_pixels(raw, grid)[..., 0]  # (V, H, W): the flat (V, N, p·p) index at each pixel
+    pixels = torch.randperm(images.numel(), generator=torch.Generator().manual_seed(0))[:30]
+    view, token, in_patch = patch_positions(pixels, grid, p)
+    assert torch.equal((view * 6 + token) * p * p + in_patch, images.flatten()[pixels].long())
+
+
+class TestAtPixels:
+    @pytest.mark.parametrize("head", [Head(), Head("depth")])
+    @pytest.mark.parametrize("shared_views", [False, True])
+    def test_equals_forward_at_those_pixels(self, head: Head, shared_views: bool) -> None:
+        widths = {"enc": 24, "b00.self": 16, "b01.cross": 16}  # two width groups, spec order kept
+        spec = ProbeSpec(
+            "mlp", widths, (3, 2), patch_size=4, head=head, hidden=8, n_layers=2, shared_views=shared_views
+        )
+        probes = ProbeSet(spec)
+        g = torch.Generator().manual_seed(1)
+        acts = {loc: torch.randn(2, 2, 6, d, generator=g) for loc, d in widths.items()}
+        valid = torch.rand(2, 2, 12, 8, generator=g) > 0.3
+        with torch.no_grad():
+            images = probes(acts)
+        rows = probes.at_pixels(acts, [v.flatten().nonzero()[:, 0] for v in valid])
+        for b, (pred, conf) in enumerate(rows):
+            n = int(valid[b].sum())
+            assert pred.shape == (3, head.target_channels, n) and conf.shape == (3, n)
+            for j, loc in enumerate(spec.locations):
+                torch.testing.assert_close(pred[j], images[loc]["pred"][b][valid[b]].T, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(conf[j], images[loc]["conf"][b][valid[b]], rtol=1e-6, atol=0)
+
+    def test_one_index_tensor_per_pair(self) -> None:
+        probes = ProbeSet(ProbeSpec("linear", {"b00.self": 16}, (3, 2), patch_size=4))
+        with pytest.raises(ShapeError, match="B=2"):
+            probes.at_pixels({"b00.self": torch.zeros(2, 2, 6, 16)}, [torch.arange(4)])
