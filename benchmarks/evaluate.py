@@ -11,6 +11,9 @@ by part. The goal is evaluate pairs/s > extract pairs/s: evaluating 1,000 pairs 
 less time than extracting them.
 
     .venv/bin/python benchmarks/evaluate.py --n-pairs 16 --workdir /tmp/probe3r-eval-bench
+
+16 pairs takes under a minute; --n-pairs 64 gives the steady rates (the first batch's page
+faults and the one-off loading of model and probes weigh less).
 """
 
 from __future__ import annotations
