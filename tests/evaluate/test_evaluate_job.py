@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.jobs.eval_params import EvaluateParams
-from pipeline.jobs.evaluate import run_evaluate
+from pipeline.jobs.evaluate import BatchReader, run_evaluate
 from pipeline.probing.locations import residual_locations
 
 TINY_DEPTH = 4  # decoder blocks of the `tiny` model
@@ -133,3 +133,31 @@ def test_plots_and_pair_tables(report: tuple[Path, dict]) -> None:
     assert {"pair", "scene_id", "overlap", "rotation_deg", "method", "location", "ssi_error"} <= set(pairs[0])
     assert len({r["pair"] for r in pairs}) == 8
     assert (out / "pairs" / "registers.csv").is_file() and (out / "pairs" / "tokens.csv").is_file()
+
+
+def test_a_failed_read_ahead_is_raised_not_lost(
+    stores: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Batches are read in a thread: an error there must end evaluate with that error."""
+    real_read = BatchReader.read
+    calls = []
+
+    def failing_read(self: BatchReader, idx):
+        calls.append(idx)
+        if len(calls) == 2:
+            raise OSError(f"chunk of pairs {list(idx)} unreadable")
+        return real_read(self, idx)
+
+    monkeypatch.setattr(BatchReader, "read", failing_read)
+    params = EvaluateParams(splits=("test", "train"), batch_size=3, n_boot=10, device="cpu")
+    with pytest.raises(OSError, match="unreadable"):
+        run_evaluate(
+            stores["features"],
+            stores["renders"],
+            stores["correspondences"],
+            stores["probes"],
+            tmp_path / "reports",
+            params,
+            progress=False,
+        )
+    assert not (tmp_path / "reports" / "metrics.json").exists()
