@@ -21,6 +21,7 @@ from torch import Tensor
 from pipeline.metrics.depth import align_scale_shift, depth_errors
 from pipeline.metrics.pointmap import Normalised, gather_valid, normalise, ssi_point_errors, view_means
 from pipeline.metrics.procrustes import procrustes_point_errors
+from pipeline.probes.heads import take_stacked
 
 POINTMAP_METRICS = ("ssi_error", "ssi_error_v1", "ssi_error_v2", "procrustes_v2_error")
 DEPTH_METRICS = ("depth_abs_rel", "depth_delta1")
@@ -96,19 +97,14 @@ def gather_stacked(images: Sequence[Tensor], pixels: Tensor) -> Tensor:
     """Chosen pixels of L images of one pair, stacked channels first: (L, C, n) float32.
 
     Equals `torch.stack([gather_valid(x, valid) for x in images])` for pixels = the flat
-    indices of valid; `torch.take` into one preallocated tensor skips the boolean index
-    and the stack's copies, the costliest steps after the medians.
+    indices of valid, without the boolean index and the stack's copies (`take_stacked`).
 
     Args:
         images: L tensors (V, H, W, C), any layout, on one device.
         pixels: (n,) flat indices into (V, H, W), on that device.
     """
     c = images[0].shape[-1]
-    index = pixels[None] * c + torch.arange(c, device=pixels.device)[:, None]  # (C, n) into (V, H, W, C)
-    out = torch.empty((len(images), c, len(pixels)), dtype=torch.float32, device=pixels.device)
-    for i, image in enumerate(images):
-        torch.take(image.to(device=pixels.device, dtype=torch.float32), index, out=out[i])
-    return out
+    return take_stacked(images, pixels[None] * c + torch.arange(c, device=pixels.device)[:, None])
 
 
 def score_pair(

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from pipeline.errors import ConfigError, ShapeError
 from pipeline.model.postprocess import confidence, points
-from pipeline.probes.heads import patch_positions
+from pipeline.probes.heads import patch_positions, take_stacked
 
 
 @torch.no_grad()
@@ -77,19 +77,19 @@ def head_lens_at_pixels(
     config = model.config
     p, (height, width) = config.patch_size, image_size
     c = config.head_channels
-    batch = len(pixels)
     index = []  # per pair: (C, n) into a location's (B, V, N, C, p·p) head outputs
     for b, pix in enumerate(pixels):
         view, token, in_patch = patch_positions(pix, (height // p, width // p), p)
         base = ((b * 2 + view) * (height // p) * (width // p) + token) * c * p * p + in_patch
         index.append(base[None] + p * p * torch.arange(c, device=pix.device)[:, None])
-    rows = [torch.empty((len(acts), c, len(pix)), device=pix.device) for pix in pixels]
-    for j, (loc, x) in enumerate(acts.items()):
-        if x.shape[0] != batch:
-            raise ShapeError(f"acts['{loc}']: {x.shape[0]} pairs, but pixels for {batch}")
-        raw = torch.stack([head.proj(_normed(model, loc, x, v)) for v, head in enumerate(heads)], 1).float()
-        for b in range(batch):
-            torch.take(raw, index[b], out=rows[b][j])
+    raw = []  # per location: (B, V, N, C·p·p), as large together as the images head_lens builds
+    for loc, x in acts.items():
+        if x.shape[0] != len(pixels):
+            raise ShapeError(f"acts['{loc}']: {x.shape[0]} pairs, but pixels for {len(pixels)}")
+        raw.append(
+            torch.stack([head.proj(_normed(model, loc, x, v)) for v, head in enumerate(heads)], 1).float()
+        )
+    rows = [take_stacked(raw, i) for i in index]  # (L, C, n) per pair
     return [
         (points(r[:, :3], config.depth_mode[0], dim=-2), confidence(r[:, 3], config.conf_mode)) for r in rows
     ]

@@ -11,6 +11,7 @@ pointmap or as depth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -109,6 +110,22 @@ def patch_positions(pixels: Tensor, grid: tuple[int, int], patch_size: int) -> t
     y, x = rest.div(width, rounding_mode="floor"), rest % width
     token = y.div(patch_size, rounding_mode="floor") * w + x.div(patch_size, rounding_mode="floor")
     return view, token, (y % patch_size) * patch_size + x % patch_size
+
+
+def take_stacked(sources: Sequence[Tensor], index: Tensor) -> Tensor:
+    """`torch.take` of each source at the same flat indices, stacked: (L, *index.shape) float32.
+
+    Reading pixels out of L predictions (images, or per-token outputs with `patch_positions`)
+    into one preallocated tensor skips a boolean index and a stack's copies per location.
+
+    Args:
+        sources: L tensors of any shape and layout; each is cast to float32 on index's device.
+        index: flat indices into every source (the same for all of them).
+    """
+    out = torch.empty((len(sources), *index.shape), dtype=torch.float32, device=index.device)
+    for i, source in enumerate(sources):
+        torch.take(source.to(device=index.device, dtype=torch.float32), index, out=out[i])
+    return out
 
 
 def pointmap_postprocess(raw: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:

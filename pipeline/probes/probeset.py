@@ -22,6 +22,7 @@ from pipeline.probes.heads import (
     patches_to_pixels,
     pixel_major_order,
     pixels_to_patches,
+    take_stacked,
 )
 from pipeline.probes.loss import conf_regression_loss
 
@@ -158,7 +159,8 @@ class ProbeSet(nn.Module):
             C = 3 for pointmaps, 1 for depth.
         """
         raw = self._raw_views_first(acts)
-        slots = {loc: (key, i) for key, locs in self.group_locations.items() for i, loc in enumerate(locs)}
+        where = {loc: (key, i) for key, locs in self.group_locations.items() for i, loc in enumerate(locs)}
+        slots = [where[loc] for loc in self.spec.locations]
         _, _, B, N, PP, C = next(iter(raw.values())).shape  # (L_g, V, B, N, p·p, C)
         if len(pixels) != B:
             raise ShapeError(f"pixels: expected one index tensor per pair (B={B}), got {len(pixels)}")
@@ -167,10 +169,7 @@ class ProbeSet(nn.Module):
             view, token, in_patch = patch_positions(pix, self.spec.grid, self.spec.patch_size)
             base = ((view * B + b) * N + token) * PP + in_patch  # the pixel's row in (V, B, N, p·p)
             index = base[None] * C + torch.arange(C, device=pix.device)[:, None]  # (C, n)
-            rows = torch.empty((len(self.spec.locations), C, len(pix)), device=pix.device)
-            for j, loc in enumerate(self.spec.locations):
-                key, i = slots[loc]
-                torch.take(raw[key][i], index, out=rows[j])
+            rows = take_stacked([raw[key][i] for key, i in slots], index)  # (L, C, n)
             out.append(self.spec.head.postprocess(rows, dim=-2))
         return out
 
