@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from pipeline.metrics.depth import align_scale_shift, depth_errors
-from pipeline.metrics.pointmap import Normalised, gather_valid, normalise, ssi_point_errors, view_means
+from pipeline.metrics.pointmap import Normalised, normalise, ssi_point_errors, view_means
 from pipeline.metrics.procrustes import procrustes_point_errors
-from pipeline.probes.heads import take_stacked
+from pipeline.probes.heads import take_stacked, token_order_pixels
 
 POINTMAP_METRICS = ("ssi_error", "ssi_error_v1", "ssi_error_v2", "procrustes_v2_error")
 DEPTH_METRICS = ("depth_abs_rel", "depth_delta1")
@@ -35,7 +35,8 @@ class PairTargets(NamedTuple):
 
     Attributes:
         valid: (V, H, W) bool, the ground truth's valid pixels.
-        pixels: (n,) their flat indices into (V, H, W), in `gather_valid`'s order.
+        pixels: (n,) their flat indices into (V, H, W), view by view in `token_order_pixels`'s
+            order; every point set below lists the pixels in this order.
         n_view: valid pixels per view.
         points: E.1's normalised GT points of both views ((3, n), view 1 first); None
             without a valid pixel.
@@ -56,24 +57,28 @@ class PairTargets(NamedTuple):
     depth_keep: Tensor | None
 
 
-def pair_targets(gt: Tensor, depth: Tensor, valid: Tensor) -> PairTargets:
+def pair_targets(gt: Tensor, depth: Tensor, valid: Tensor, patch_size: int = 1) -> PairTargets:
     """The GT side of every metric of one pair (see `PairTargets`).
 
     Args:
         gt: (V, H, W, 3) ground-truth points in view 1's camera frame, metres.
         depth: (V, H, W) ground-truth z-depth of each view in its own frame, metres.
         valid: (V, H, W) bool.
+        patch_size: the pixel order's patch (`token_order_pixels`): the model's, so that
+            per-token predictions of a fully valid pair are read without a gather; 1 is
+            image order. No metric depends on it beyond float rounding of its sums.
     """
     gt, depth = gt.float(), depth.float()
     n_view = (int(valid[0].sum()), int(valid[1].sum()))
-    points = gather_valid(gt, valid)
+    pixels = token_order_pixels(valid, patch_size)
+    points = gather_stacked([gt], pixels)[0]
     view2 = points[:, n_view[0] :] if n_view[1] >= MIN_PROCRUSTES_POINTS else None
-    d1 = depth[0][valid[0]]
+    d1 = depth.flatten()[pixels[: n_view[0]]]  # view 1's pixels come first
     keep = d1 > 0
     enough_depth = int(keep.sum()) >= MIN_DEPTH_POINTS
     return PairTargets(
         valid=valid,
-        pixels=valid.flatten().nonzero()[:, 0],
+        pixels=pixels,
         n_view=n_view,
         points=normalise(points) if sum(n_view) else None,
         view2=view2,
@@ -84,11 +89,11 @@ def pair_targets(gt: Tensor, depth: Tensor, valid: Tensor) -> PairTargets:
 
 
 def batch_targets(
-    gt: Tensor, depth: Tensor, valid: Tensor, device: torch.device | str = "cpu"
+    gt: Tensor, depth: Tensor, valid: Tensor, device: torch.device | str = "cpu", patch_size: int = 1
 ) -> list[PairTargets]:
     """`pair_targets` of each pair of a batch ((B, V, H, W, 3), (B, V, H, W), (B, V, H, W)), on `device`."""
     return [
-        pair_targets(g.to(device), d.to(device), v.to(device))
+        pair_targets(g.to(device), d.to(device), v.to(device), patch_size)
         for g, d, v in zip(gt, depth, valid, strict=True)
     ]
 
@@ -116,8 +121,8 @@ def score_pair(
     so their z is not view 2's depth, and Table 1 compares both probe kinds on equal pixels.
 
     Args:
-        pred: (L, C, n) the predictions at the pair's valid pixels (`gather_valid`, view 1's
-            first): pointmaps in view 1's frame (C = 3), or depth (C = 1, head "depth").
+        pred: (L, C, n) the predictions at the pair's valid pixels, in `targets.pixels` order
+            (view 1's first): pointmaps in view 1's frame (C = 3), or depth (C = 1, head "depth").
         conf: (L, n2) predicted confidences at view 2's valid pixels (None for depth).
         targets: the pair's `pair_targets`.
         head: "pointmap" or "depth".

@@ -246,7 +246,7 @@ def evaluate_pairs(
             read = next(batches)
         batch = read.batch
         with _Timer(results, "pointmap_metrics"):
-            targets = batch_targets(batch.pts3d, batch.depth[..., 0], batch.valid, device)
+            targets = batch_targets(batch.pts3d, batch.depth[..., 0], batch.valid, device, patch_size)
         pixels = [t.pixels for t in targets]  # predictions are made at the valid pixels only
         for name, s in sets.items():
             with _Timer(results, "probes"):

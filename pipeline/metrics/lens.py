@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from pipeline.errors import ConfigError, ShapeError
 from pipeline.model.postprocess import confidence, points
-from pipeline.probes.heads import patch_positions, take_stacked
+from pipeline.probes.heads import token_outputs_at
 
 
 @torch.no_grad()
@@ -76,20 +76,13 @@ def head_lens_at_pixels(
     heads = _linear_heads(model)
     config = model.config
     p, (height, width) = config.patch_size, image_size
-    c = config.head_channels
-    index = []  # per pair: (C, n) into a location's (B, V, N, C, p·p) head outputs
-    for b, pix in enumerate(pixels):
-        view, token, in_patch = patch_positions(pix, (height // p, width // p), p)
-        base = ((b * 2 + view) * (height // p) * (width // p) + token) * c * p * p + in_patch
-        index.append(base[None] + p * p * torch.arange(c, device=pix.device)[:, None])
-    raw = []  # per location: (B, V, N, C·p·p), as large together as the images head_lens builds
+    raw = []  # per location: (V, B, N, C, p·p), as large together as the images head_lens builds
     for loc, x in acts.items():
         if x.shape[0] != len(pixels):
             raise ShapeError(f"acts['{loc}']: {x.shape[0]} pairs, but pixels for {len(pixels)}")
-        raw.append(
-            torch.stack([head.proj(_normed(model, loc, x, v)) for v, head in enumerate(heads)], 1).float()
-        )
-    rows = [take_stacked(raw, i) for i in index]  # (L, C, n) per pair
+        views = torch.stack([head.proj(_normed(model, loc, x, v)) for v, head in enumerate(heads)])
+        raw.append(views.float().unflatten(-1, (config.head_channels, p * p)))
+    rows = [token_outputs_at(raw, b, pix, (height // p, width // p)) for b, pix in enumerate(pixels)]
     return [
         (points(r[:, :3], config.depth_mode[0], dim=-2), confidence(r[:, 3], config.conf_mode)) for r in rows
     ]

@@ -128,6 +128,65 @@ def take_stacked(sources: Sequence[Tensor], index: Tensor) -> Tensor:
     return out
 
 
+def token_order_pixels(valid: Tensor, patch_size: int) -> Tensor:
+    """Flat indices into (V, H, W) of the True pixels of `valid`, in the per-token order.
+
+    View by view, patch by patch (row-major), pixel by pixel within a patch (row-major): the
+    order in which a head's per-token outputs hold a pair's pixels. Evaluation scores the
+    valid pixels in this order (its metrics do not depend on the order), so a fully valid
+    pair is read out of the per-token outputs by a strided copy instead of a gather
+    (`token_outputs_at`). With patch_size 1 it is the image order of `valid.nonzero()`.
+
+    Args:
+        valid: (V, H, W) bool, H and W multiples of patch_size.
+        patch_size: p.
+
+    Returns:
+        (n,) int64 flat indices, n = valid.sum().
+
+    Example:
+        >>> token_order_pixels(torch.ones(1, 2, 4, dtype=torch.bool), 2)
+        tensor([0, 1, 4, 5, 2, 3, 6, 7])
+    """
+    V, H, W = valid.shape
+    p = patch_size
+    if H % p or W % p:
+        raise ShapeError(f"valid: image size ({H}, {W}) is not a multiple of patch_size {p}")
+    order = (
+        torch.arange(V * H * W, device=valid.device).view(V, H // p, p, W // p, p).transpose(2, 3).flatten()
+    )
+    return order[valid.flatten()[order]]
+
+
+def token_outputs_at(outputs: Sequence[Tensor], pair: int, pixels: Tensor, grid: tuple[int, int]) -> Tensor:
+    """One pair's per-token outputs at some of its pixels, stacked channels first: (L, C, n) float32.
+
+    Every pixel of the pair in `token_order_pixels` order (evaluation's fully valid pairs)
+    is one strided copy per output, a third of a gather's time; other pixels are gathered.
+
+    Args:
+        outputs: L contiguous tensors (V, B, N, C, p·p), a batch's raw per-token outputs in
+            DUSt3R's order (channel c of in-patch pixel i·p + j at [..., c, i·p + j]).
+        pair: which of the B pairs.
+        pixels: (n,) flat indices into the pair's (V, H, W), on the outputs' device.
+        grid: (h, w) patch grid, N = h·w.
+    """
+    V, B, N, C, PP = outputs[0].shape
+    p = round(PP**0.5)
+    if len(pixels) == V * N * PP:
+        every = token_order_pixels(
+            torch.ones(V, grid[0] * p, grid[1] * p, dtype=torch.bool, device=pixels.device), p
+        )
+        if torch.equal(pixels, every):
+            out = torch.empty((len(outputs), C, V, N, PP), dtype=torch.float32, device=pixels.device)
+            for i, o in enumerate(outputs):
+                out[i].copy_(o[:, pair].permute(2, 0, 1, 3))
+            return out.view(len(outputs), C, -1)
+    view, token, in_patch = patch_positions(pixels, grid, p)
+    base = ((view * B + pair) * N + token) * C * PP + in_patch
+    return take_stacked(outputs, base[None] + PP * torch.arange(C, device=pixels.device)[:, None])
+
+
 def pointmap_postprocess(raw: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
     """DUSt3R's postprocess ('exp' depth mode, 'exp' confidence from 1).
 

@@ -18,11 +18,10 @@ from pipeline.errors import ConfigError, ShapeError, unknown_name_message
 from pipeline.probes.batched import BatchedMLP, layer_sizes, probe_seed
 from pipeline.probes.heads import (
     Head,
-    patch_positions,
     patches_to_pixels,
     pixel_major_order,
     pixels_to_patches,
-    take_stacked,
+    token_outputs_at,
 )
 from pipeline.probes.loss import conf_regression_loss
 
@@ -122,8 +121,9 @@ class ProbeSet(nn.Module):
         """
         return {key: y.transpose(1, 2) for key, y in self._raw_views_first(acts).items()}
 
-    def _raw_views_first(self, acts: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """`raw` as the MLPs return it, contiguous: group → (L_g, V, B, N, p·p, C)."""
+    def _raw_views_first(self, acts: Mapping[str, Tensor], *, pixel_major: bool = True) -> dict[str, Tensor]:
+        """`raw` as the MLPs return it, contiguous: group → (L_g, V, B, N, p·p, C), or with
+        `pixel_major` False DUSt3R's own per-token order (L_g, V, B, N, C, p·p)."""
         missing = [loc for loc in self.spec.locations if loc not in acts]
         if missing:
             raise ShapeError(unknown_name_message("location in acts", missing[0], acts))
@@ -136,8 +136,10 @@ class ProbeSet(nn.Module):
                 raise ShapeError(
                     f"acts['{locs[0]}']: expected (B, V=2, N={n}, D), got {tuple(acts[locs[0]].shape)}"
                 )
-            y = self.groups[key](x.reshape(L * self.views_per_probe, -1, D), self.out_order.to(x.device))
-            out[key] = y.reshape(L, V, B, N, -1, self.spec.head.channels)
+            order = self.out_order.to(x.device) if pixel_major else None
+            y = self.groups[key](x.reshape(L * self.views_per_probe, -1, D), order)
+            c = self.spec.head.channels
+            out[key] = y.reshape(L, V, B, N, -1, c) if pixel_major else y.reshape(L, V, B, N, c, -1)
         return out
 
     @torch.no_grad()
@@ -158,20 +160,17 @@ class ProbeSet(nn.Module):
             B tuples (pred (L, C, n_b), conf (L, n_b)), locations in `spec.locations` order;
             C = 3 for pointmaps, 1 for depth.
         """
-        raw = self._raw_views_first(acts)
+        raw = self._raw_views_first(acts, pixel_major=False)
         where = {loc: (key, i) for key, locs in self.group_locations.items() for i, loc in enumerate(locs)}
-        slots = [where[loc] for loc in self.spec.locations]
-        _, _, B, N, PP, C = next(iter(raw.values())).shape  # (L_g, V, B, N, p·p, C)
-        if len(pixels) != B:
-            raise ShapeError(f"pixels: expected one index tensor per pair (B={B}), got {len(pixels)}")
-        out = []
-        for b, pix in enumerate(pixels):
-            view, token, in_patch = patch_positions(pix, self.spec.grid, self.spec.patch_size)
-            base = ((view * B + b) * N + token) * PP + in_patch  # the pixel's row in (V, B, N, p·p)
-            index = base[None] * C + torch.arange(C, device=pix.device)[:, None]  # (C, n)
-            rows = take_stacked([raw[key][i] for key, i in slots], index)  # (L, C, n)
-            out.append(self.spec.head.postprocess(rows, dim=-2))
-        return out
+        outputs = [raw[key][i] for key, i in (where[loc] for loc in self.spec.locations)]
+        if len(pixels) != outputs[0].shape[1]:
+            raise ShapeError(
+                f"pixels: expected one index tensor per pair (B={outputs[0].shape[1]}), got {len(pixels)}"
+            )
+        return [
+            self.spec.head.postprocess(token_outputs_at(outputs, b, pix, self.spec.grid), dim=-2)
+            for b, pix in enumerate(pixels)
+        ]
 
     def forward(self, acts: Mapping[str, Tensor]) -> dict[str, dict[str, Tensor]]:
         """Each location's prediction from its tokens.

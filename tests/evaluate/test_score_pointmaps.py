@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.jobs.eval_pointmaps import METRICS, score_batch
+from pipeline.jobs.eval_pointmaps import METRICS, batch_targets, score_batch, score_targets
 
 H = W = 200  # 2 x 40k pixels: long enough for the bracketed medians of both views and of view 2
 
@@ -74,19 +74,17 @@ def random_pairs(seed: int) -> tuple[np.ndarray, ...]:
     return pred, conf, gt, depth.astype(np.float32), valid
 
 
-def test_batched_scores_equal_per_prediction_reference() -> None:
+@pytest.mark.parametrize("patch_size", [1, 8])
+def test_batched_scores_equal_per_prediction_reference(patch_size: int) -> None:
+    """In image order (patch 1) and in the per-token order of 8-pixel patches (what evaluate uses)."""
     pred, conf, gt, depth, valid = random_pairs(0)
     # outputs as probe sets give them, but not contiguous: channels of one (..., 4) tensor
     packed = torch.from_numpy(np.concatenate([pred, conf[..., None]], -1))
     outputs = {f"loc{j}": {"pred": packed[:, j, ..., :3], "conf": packed[:, j, ..., 3]} for j in range(3)}
-    got = score_batch(
-        outputs,
-        torch.from_numpy(gt),
-        torch.from_numpy(depth),
-        torch.from_numpy(valid),
-        head="pointmap",
-        procrustes_scale=False,
+    targets = batch_targets(
+        torch.from_numpy(gt), torch.from_numpy(depth), torch.from_numpy(valid), patch_size=patch_size
     )
+    got = score_targets(outputs, targets, head="pointmap", procrustes_scale=False)
     for b in range(2):
         for j in range(3):
             ref = reference(pred[b, j], conf[b, j], gt[b], depth[b], valid[b])

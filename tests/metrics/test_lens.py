@@ -9,6 +9,7 @@ import torch
 from pipeline.errors import ConfigError, ShapeError
 from pipeline.metrics.lens import head_lens, head_lens_at_pixels
 from pipeline.model.registry import build_model
+from pipeline.probes.heads import token_order_pixels
 from pipeline.probing.capture import capture
 
 SIZE = (48, 64)  # 3 x 4 patches of the `tiny` model: not square, so rows and columns cannot swap
@@ -45,14 +46,18 @@ def test_at_pixels_equals_the_images_at_those_pixels(model, captured) -> None:
     _, acts = captured
     images = head_lens(model, acts, SIZE)
     valid = torch.rand(2, 2, *SIZE, generator=torch.Generator().manual_seed(5)) > 0.3
-    pixels = [v.flatten().nonzero()[:, 0] for v in valid]
+    valid[1] = True  # a fully valid pair in token order: read by a strided copy, not a gather
+    pixels = [valid[0].flatten().nonzero()[:, 0], token_order_pixels(valid[1], model.config.patch_size)]
     rows = head_lens_at_pixels(model, acts, pixels, SIZE)
     assert len(rows) == 2
     for b, (pred, conf) in enumerate(rows):
         assert pred.shape == (2, 3, int(valid[b].sum())) and conf.shape == (2, int(valid[b].sum()))
         for j, loc in enumerate(acts):
-            torch.testing.assert_close(pred[j], images[loc]["pred"][b][valid[b]].T, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(conf[j], images[loc]["conf"][b][valid[b]], rtol=1e-6, atol=0)
+            expected = images[loc]["pred"][b].flatten(0, 2)[pixels[b]].T
+            torch.testing.assert_close(pred[j], expected, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                conf[j], images[loc]["conf"][b].flatten()[pixels[b]], rtol=1e-6, atol=0
+            )
 
 
 def test_refusals(model, captured) -> None:

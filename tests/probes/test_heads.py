@@ -16,6 +16,8 @@ from pipeline.probes.heads import (
     pixel_major_order,
     pixels_to_patches,
     pointmap_postprocess,
+    token_order_pixels,
+    token_outputs_at,
     tokens_to_pixels,
 )
 from pipeline.probes.probeset import ProbeSet, ProbeSpec
@@ -113,6 +115,44 @@ def test_patch_positions_find_each_pixel_in_the_token_layout() -> None:
     assert torch.equal((view * 6 + token) * p * p + in_patch, images.flatten()[pixels].long())
 
 
+class TestTokenOrder:
+    def test_patch_one_is_image_order(self) -> None:
+        valid = torch.rand(2, 6, 4, generator=torch.Generator().manual_seed(0)) > 0.4
+        assert torch.equal(token_order_pixels(valid, 1), valid.flatten().nonzero()[:, 0])
+
+    def test_valid_pixels_view_then_token_then_pixel_in_patch(self) -> None:
+        grid, p = (2, 3), 4
+        valid = torch.rand(2, 8, 12, generator=torch.Generator().manual_seed(1)) > 0.3
+        pixels = token_order_pixels(valid, p)
+        assert torch.equal(pixels.sort().values, valid.flatten().nonzero()[:, 0])  # each valid pixel once
+        view, token, in_patch = patch_positions(pixels, grid, p)
+        key = (view * 6 + token) * p * p + in_patch  # rank in the per-token layout
+        assert bool((key[1:] > key[:-1]).all())
+
+    def test_image_not_made_of_patches_is_refused(self) -> None:
+        with pytest.raises(ShapeError, match="multiple of patch_size 4"):
+            token_order_pixels(torch.ones(2, 8, 10, dtype=torch.bool), 4)
+
+    @pytest.mark.parametrize("which", ["every pixel, token order", "every pixel, image order", "some pixels"])
+    def test_token_outputs_at_equals_the_images(self, which: str) -> None:
+        """The strided copy (every pixel in token order) and the gather (anything else) read the same values."""
+        grid, p, B = (2, 3), 4, 3
+        g = torch.Generator().manual_seed(2)
+        outputs = [torch.randn(2, B, 6, 4, p * p, generator=g) for _ in range(2)]  # (V, B, N, C, p·p)
+        valid = (
+            torch.ones(2, 8, 12, dtype=torch.bool)
+            if which.startswith("every")
+            else torch.rand(2, 8, 12, generator=g) > 0.5
+        )
+        pixels = token_order_pixels(valid, 1 if "image" in which else p)
+        for b in range(B):
+            rows = token_outputs_at(outputs, b, pixels, grid)
+            for j, o in enumerate(outputs):
+                images = tokens_to_pixels(o[:, b].flatten(-2), grid, p)  # (V, H, W, C)
+                expected = images.reshape(-1, 4)[pixels].T
+                torch.testing.assert_close(rows[j], expected, rtol=0, atol=0)
+
+
 class TestAtPixels:
     @pytest.mark.parametrize("head", [Head(), Head("depth")])
     @pytest.mark.parametrize("shared_views", [False, True])
@@ -127,13 +167,18 @@ class TestAtPixels:
         valid = torch.rand(2, 2, 12, 8, generator=g) > 0.3
         with torch.no_grad():
             images = probes(acts)
-        rows = probes.at_pixels(acts, [v.flatten().nonzero()[:, 0] for v in valid])
+        valid[1] = True  # a fully valid pair: read by a strided copy in token order
+        pixels = [token_order_pixels(v, 4) for v in valid]
+        rows = probes.at_pixels(acts, pixels)
         for b, (pred, conf) in enumerate(rows):
             n = int(valid[b].sum())
             assert pred.shape == (3, head.target_channels, n) and conf.shape == (3, n)
             for j, loc in enumerate(spec.locations):
-                torch.testing.assert_close(pred[j], images[loc]["pred"][b][valid[b]].T, rtol=1e-5, atol=1e-6)
-                torch.testing.assert_close(conf[j], images[loc]["conf"][b][valid[b]], rtol=1e-6, atol=0)
+                expected = images[loc]["pred"][b].flatten(0, 2)[pixels[b]].T
+                torch.testing.assert_close(pred[j], expected, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(
+                    conf[j], images[loc]["conf"][b].flatten()[pixels[b]], rtol=1e-6, atol=0
+                )
 
     def test_one_index_tensor_per_pair(self) -> None:
         probes = ProbeSet(ProbeSpec("linear", {"b00.self": 16}, (3, 2), patch_size=4))
