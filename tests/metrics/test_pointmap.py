@@ -46,6 +46,25 @@ class TestMedian:
         monkeypatch.setattr(pointmap, "BRACKET_SIGMAS", 0.0)  # a bracket this narrow misses most rows
         np.testing.assert_array_equal(median(torch.from_numpy(x)), np.median(x, axis=-1))
 
+    def test_bracket_holds_the_middle_of_patch_patterned_rows(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Per-token predictions repeat a pattern every 256 pixels (a 16 x 16 patch); a sample
+        that sees only some positions in the patch would bracket the wrong values and fall
+        back to partitioning whole rows (exact, but slow)."""
+        rng = np.random.default_rng(2)
+        n = 2 * 224 * 224
+        x = (rng.normal(size=256)[np.arange(n) % 256] + 0.01 * rng.normal(size=(8, n))).astype(np.float32)
+        whole_rows = []
+        partition = pointmap._partition_middle
+
+        def counting(rows: np.ndarray, k: int, even: bool) -> tuple[np.ndarray, np.ndarray]:
+            if rows.shape[1] == n:
+                whole_rows.append(len(rows))
+            return partition(rows, k, even)
+
+        monkeypatch.setattr(pointmap, "_partition_middle", counting)
+        np.testing.assert_array_equal(median(torch.from_numpy(x)), np.median(x, axis=-1))
+        assert whole_rows == []
+
     def test_other_dims_and_dtypes(self) -> None:
         x = torch.randn(3, 50_000, 2, dtype=torch.float64)
         np.testing.assert_array_equal(median(x, dim=1), np.median(x.numpy(), axis=1))
