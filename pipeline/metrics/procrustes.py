@@ -29,8 +29,9 @@ def weighted_procrustes(
     Solved in float64. The reflection fix (det R = +1) keeps R a rotation even when a
     mirrored fit would be closer. With `with_scale`, a scale s is fitted too (Umeyama's
     similarity, min sum_i w_i ||s R p_i + t - g_i||^2) and folded into the returned matrix.
-    The weighted cross-covariance is taken as sum_i w_i p_i g_i^T - mu_p mu_g^T (weights
-    summing to 1): one matrix product against the shared ground truth for every prediction.
+    The weighted cross-covariance is taken as sum_i w_i p_i g_i^T / W - mu_p mu_g^T
+    (W = sum_i w_i): one matrix product of the weighted points against the shared ground
+    truth gives every moment of every prediction.
 
     Args:
         pred: (..., 3, n) points to move, channels first.
@@ -54,18 +55,26 @@ def weighted_procrustes(
         )
     # confidences 1 + exp(r) overflow float32 to inf for r > 88: such a pixel gets the largest
     # float32 weight instead of making every weight NaN after normalising
-    p, g, w = pred.double(), gt.double(), weights.double().clamp(max=torch.finfo(torch.float32).max)
-    w = w / w.sum(-1, keepdim=True).clamp(min=torch.finfo(w.dtype).tiny)
-    pw = p * w[..., None, :]
-    mu_p = pw.sum(-1)  # (..., 3)
-    mu_g = w @ g.T
-    cov = pw @ g.T - mu_p[..., :, None] * mu_g[..., None, :]  # (..., 3, 3)
+    w = weights.clamp(max=torch.finfo(torch.float32).max)
+    n = pred.shape[-1]
+    # rows w·x, w·y, w·z, w in float64, times [gt; 1]: every weighted moment in one product
+    weighted = torch.empty((*pred.shape[:-2], 4, n), dtype=torch.float64, device=pred.device)
+    weighted[..., 3, :] = w
+    torch.mul(pred, weighted[..., 3:, :], out=weighted[..., :3, :])
+    g = gt.double()
+    moments = weighted @ torch.cat([g, g.new_ones(1, n)]).T  # (..., 4, 4)
+    total = moments[..., 3, 3].clamp(min=torch.finfo(torch.float64).tiny)
+    mu_p = moments[..., :3, 3] / total[..., None]  # (..., 3)
+    mu_g = moments[..., 3, :3] / total[..., None]
+    cov = (
+        moments[..., :3, :3] / total[..., None, None] - mu_p[..., :, None] * mu_g[..., None, :]
+    )  # (..., 3, 3)
     u, sigma, vh = torch.linalg.svd(cov)
     d = torch.sign(torch.linalg.det(vh.transpose(-1, -2) @ u.transpose(-1, -2)))
     signs = torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1)
     rot = vh.transpose(-1, -2) @ torch.diag_embed(signs) @ u.transpose(-1, -2)
     if with_scale:
-        var_p = (pw * p).sum((-1, -2)) - mu_p.square().sum(-1)
+        var_p = (weighted[..., :3, :] * pred).sum((-1, -2)) / total - mu_p.square().sum(-1)
         scale = (sigma * signs).sum(-1) / var_p.clamp(min=torch.finfo(var_p.dtype).tiny)
         rot = rot * scale[..., None, None]
     t = mu_g - (rot @ mu_p[..., None])[..., 0]
@@ -88,7 +97,7 @@ def procrustes_point_errors(
         (..., n) error per point, metres.
     """
     rot, t = weighted_procrustes(pred, gt, conf, with_scale=with_scale)
-    return ssi_point_errors(rot @ pred + t[..., None], gt_normalised)
+    return ssi_point_errors((rot @ pred).add_(t[..., None]), gt_normalised)
 
 
 def procrustes_view2_error(
