@@ -60,7 +60,7 @@ def decode_uint8(codes: np.ndarray) -> np.ndarray:
     Use the stored argmax, not the argmax of the decoded rows, for matches: ties among the
     rounded values are common on flat rows.
     """
-    return np.asarray(codes, dtype=np.float32) / 255
+    return np.divide(codes, np.float32(255), dtype=np.float32)  # one pass: cast and divide together
 
 
 def encode_rowmax_uint8(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
