@@ -11,6 +11,7 @@ pointmap or as depth.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -158,6 +159,15 @@ def token_order_pixels(valid: Tensor, patch_size: int) -> Tensor:
     return order[valid.flatten()[order]]
 
 
+@functools.cache
+def _every_pixel_in_token_order(
+    views: int, grid: tuple[int, int], patch_size: int, device: torch.device
+) -> Tensor:
+    """`token_order_pixels` of a fully valid pair, built once per layout: it is compared with every pair's pixels."""
+    size = (views, grid[0] * patch_size, grid[1] * patch_size)
+    return token_order_pixels(torch.ones(size, dtype=torch.bool, device=device), patch_size)
+
+
 def token_outputs_at(outputs: Sequence[Tensor], pair: int, pixels: Tensor, grid: tuple[int, int]) -> Tensor:
     """One pair's per-token outputs at some of its pixels, stacked channels first: (L, C, n) float32.
 
@@ -174,10 +184,7 @@ def token_outputs_at(outputs: Sequence[Tensor], pair: int, pixels: Tensor, grid:
     V, B, N, C, PP = outputs[0].shape
     p = round(PP**0.5)
     if len(pixels) == V * N * PP:
-        every = token_order_pixels(
-            torch.ones(V, grid[0] * p, grid[1] * p, dtype=torch.bool, device=pixels.device), p
-        )
-        if torch.equal(pixels, every):
+        if torch.equal(pixels, _every_pixel_in_token_order(V, grid, p, pixels.device)):
             out = torch.empty((len(outputs), C, V, N, PP), dtype=torch.float32, device=pixels.device)
             for i, o in enumerate(outputs):
                 out[i].copy_(o[:, pair].permute(2, 0, 1, 3))
