@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.jobs.eval_params import EvaluateParams
-from pipeline.jobs.eval_tables import write_tables
-from pipeline.metrics.bootstrap import bootstrap_mean
+from pipeline.jobs.eval_tables import summarise, write_tables
 from pipeline.metrics.correspondence import best_heads, correspondence_heads
 from pipeline.metrics.procrustes import bootstrap_contributions, contribution_locations
 from pipeline.metrics.registers import register_heads, sink_norm_overlap, sink_stability
@@ -39,14 +38,6 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         return None if math.isnan(value) else float(value)
     return value
-
-
-def summarise(values: np.ndarray, params: EvaluateParams) -> dict[str, np.ndarray]:
-    """`bootstrap_mean` of (P, ...) per-pair values, reshaped back to (...)."""
-    out = bootstrap_mean(
-        values.reshape(len(values), -1), n_boot=params.n_boot, confidence=params.confidence, seed=params.seed
-    )
-    return {k: v.reshape(values.shape[1:]) for k, v in out.items()}
 
 
 def with_interval(stats: dict[str, np.ndarray], name: str, index: tuple = ()) -> dict[str, float]:
@@ -113,7 +104,7 @@ def correspondence_metrics(results: PairResults, params: EvaluateParams) -> dict
                     loc: {
                         "best_head": int(best[v, c]),
                         **with_interval(stats, key, (v, c, int(best[v, c]))),
-                        "head_" + key: stats["mean"][v, c],
+                        **with_interval(stats, "head_" + key, (v, c)),
                         "correspondence_heads": np.flatnonzero(rule[v, c]),
                     }
                     for c, loc in enumerate(cross)
@@ -129,7 +120,14 @@ def correspondence_metrics(results: PairResults, params: EvaluateParams) -> dict
 
 
 def register_metrics(results: PairResults, params: EvaluateParams) -> dict[str, Any]:
-    """metrics.json "registers": register heads (stable across pairs) and sink tokens per map and view."""
+    """metrics.json "registers": register heads and sink tokens per map and view, with bootstrap intervals.
+
+    Per head (lists over heads): the share of pairs in which it is a register head, its
+    query independence and top-k mass. Per map: the sink statistics of `sink_stability`
+    and the share of sinks that are high-norm tokens (a ratio of two means over pairs, so
+    its interval resamples both together). The most frequent sink token is chosen on all
+    pairs; its share's interval holds that choice fixed.
+    """
     if results.layout is None:
         return {}
     r = results.registers
@@ -139,23 +137,34 @@ def register_metrics(results: PairResults, params: EvaluateParams) -> dict[str, 
         min_independence=params.register_min_independence,
         min_topk_mass=params.register_min_topk_mass,
     )
-    share = is_reg.mean(0)  # (V, La, A)
     stab = sink_stability(r["sinks"])
-    overlap = sink_norm_overlap(r["sinks"], r["high_norm"])
-    return {
-        f"view{v + 1}": {
-            loc: {
-                "register_heads": np.flatnonzero(share[v, j] >= params.register_min_pair_share),
-                "register_head_share": share[v, j],
-                "independence": r["independence"][:, v, j].mean(0),
-                "topk_mass": r["topk_mass"][:, v, j].mean(0),
-                **{name: stab[name][v, j] for name in stab},
-                "sink_high_norm_overlap": overlap[v, j],
-            }
-            for j, loc in enumerate(results.layout.attn_locations)
-        }
-        for v in range(2)
+    top = np.maximum(stab["top_token"], 0)  # (V, La); its share is 0 where no token ever sinks
+    per_pair = {
+        "register_head_share": is_reg,  # (P, V, La, A)
+        "independence": r["independence"],
+        "topk_mass": r["topk_mass"],
+        "pairs_with_sinks": r["sinks"].any(-1),  # (P, V, La)
+        "sinks_per_pair": r["sinks"].sum(-1),
+        "top_token_share": np.take_along_axis(r["sinks"], top[None, ..., None], -1)[..., 0],
     }
+    stats = {name: summarise(v.astype(np.float64), params) for name, v in per_pair.items()}
+    overlap = sink_norm_overlap(
+        r["sinks"], r["high_norm"], n_boot=params.n_boot, confidence=params.confidence, seed=params.seed
+    )
+    share = stats["register_head_share"]["mean"]  # (V, La, A)
+    out: dict[str, Any] = {}
+    for v in range(2):
+        out[f"view{v + 1}"] = {}
+        for j, loc in enumerate(results.layout.attn_locations):
+            entry: dict[str, Any] = {
+                "register_heads": np.flatnonzero(share[v, j] >= params.register_min_pair_share),
+                "top_token": stab["top_token"][v, j],
+            }
+            for name, st in stats.items():
+                entry.update(with_interval(st, name, (v, j)))
+            entry.update(with_interval(overlap, "sink_high_norm_overlap", (v, j)))
+            out[f"view{v + 1}"][loc] = entry
+    return out
 
 
 def write_report(

@@ -18,15 +18,17 @@ import numpy as np
 
 from pipeline.jobs.eval_params import EvaluateParams
 from pipeline.jobs.eval_pointmaps import METRICS
-from pipeline.metrics.bootstrap import binned_means
+from pipeline.metrics.bootstrap import binned_means, bootstrap_mean
 from pipeline.metrics.correspondence import best_heads
+from pipeline.metrics.registers import register_heads
 
 if TYPE_CHECKING:
     from pipeline.jobs.evaluate import PairResults
 
 DIRECTIONS = ("v1_to_v2", "v2_to_v1")
 PLOT_METRICS = ("ssi_error", "procrustes_v2_error", "depth_abs_rel", "depth_delta1")
-BINNED_METRICS = ("ssi_error", "procrustes_v2_error")
+SUFFIXES = ("", "_lo", "_hi")  # a mean and its interval's ends, as metrics.json names them
+STAT_FIELDS = ("mean", "low", "high")  # the `bootstrap_mean` fields behind SUFFIXES
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -48,20 +50,18 @@ def write_plots(results: PairResults, metrics: dict[str, Any], params: EvaluateP
     order = list(dict.fromkeys(loc for m in pm.values() for loc in m))
     for metric in PLOT_METRICS:
         methods = [name for name, per_loc in pm.items() if any(metric in v for v in per_loc.values())]
-        cols = [f"{m}{s}" for m in methods for s in ("", "_lo", "_hi")]
+        cols = [f"{m}{s}" for m in methods for s in SUFFIXES]
         rows = [
-            [i, loc]
-            + [_value(pm[m].get(loc, {}), f"{metric}{s}") for m in methods for s in ("", "_lo", "_hi")]
+            [i, loc] + [_value(pm[m].get(loc, {}), f"{metric}{s}") for m in methods for s in SUFFIXES]
             for i, loc in enumerate(order)
         ]
         write_csv(out / "plots" / f"{metric}.csv", ["index", "location", *cols], rows)
     contrib = metrics["contributions"]
     if contrib:
         blocks = list(next(iter(contrib.values()))["per_block"])
-        suffixes = ("", "_lo", "_hi")
-        cols = [f"{m}{s}" for m in contrib for s in suffixes]
+        cols = [f"{m}{s}" for m in contrib for s in SUFFIXES]
         rows = [
-            [i, loc] + [_value(contrib[m][f"per_block{s}"], loc) for m in contrib for s in suffixes]
+            [i, loc] + [_value(contrib[m][f"per_block{s}"], loc) for m in contrib for s in SUFFIXES]
             for i, loc in enumerate(blocks)
         ]
         write_csv(out / "plots" / "contributions.csv", ["index", "location", *cols], rows)
@@ -77,13 +77,10 @@ def write_plots(results: PairResults, metrics: dict[str, Any], params: EvaluateP
         ]
         write_csv(out / "plots" / "correspondence_blocks.csv", ["index", "location", *cols], rows)
         acc = results.attention["attention_compact"]  # (P, V, C, A, T)
-        best = best_heads(acc, params.headline_index)
-        curve = np.nanmean(
-            np.take_along_axis(acc, best[None, :, :, None, None], 3)[:, :, :, 0], 0
-        )  # (V, C, T)
-        cols = [f"{loc}_{d}" for d in DIRECTIONS for loc in cross]
+        curve = summarise(at_best_heads(acc, best_heads(acc, params.headline_index)), params)  # (V, C, T)
+        cols = [f"{loc}_{d}{s}" for d in DIRECTIONS for loc in cross for s in SUFFIXES]
         rows = [
-            [t] + [curve[v, c, i] for v in range(2) for c in range(len(cross))]
+            [t] + [curve[f][v, c, i] for v in range(2) for c in range(len(cross)) for f in STAT_FIELDS]
             for i, t in enumerate(params.thresholds_px)
         ]
         write_csv(out / "plots" / "correspondence_curve.csv", ["threshold_px", *cols], rows)
@@ -94,7 +91,11 @@ def write_plots(results: PairResults, metrics: dict[str, Any], params: EvaluateP
     ]
     write_csv(out / "plots" / "correspondence_similarity.csv", ["index", "location", *DIRECTIONS], rows)
     regs = metrics["registers"]
-    fields = ("pairs_with_sinks", "sinks_per_pair", "top_token_share", "sink_high_norm_overlap")
+    fields = [
+        f + s
+        for f in ("pairs_with_sinks", "sinks_per_pair", "top_token_share", "sink_high_norm_overlap")
+        for s in SUFFIXES
+    ]
     rows = [
         [view, loc, len(r["register_heads"])] + [_value(r, f) for f in fields]
         for view, per_loc in regs.items()
@@ -103,27 +104,70 @@ def write_plots(results: PairResults, metrics: dict[str, Any], params: EvaluateP
     write_csv(out / "plots" / "registers.csv", ["view", "location", "n_register_heads", *fields], rows)
 
 
-def write_binned(results: PairResults, params: EvaluateParams, out: Path) -> None:
-    """plots/binned.csv: headline metrics by overlap and rotation bins, with bootstrap intervals."""
+def at_best_heads(values: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Per-pair values (P, V, C, A, ...) of each block's chosen head best (V, C): (P, V, C, ...)."""
+    index = best.reshape(1, *best.shape, 1, *[1] * (values.ndim - 4))
+    return np.take_along_axis(values, index, 3)[:, :, :, 0]
+
+
+def summarise(values: np.ndarray, params: EvaluateParams) -> dict[str, np.ndarray]:
+    """`bootstrap_mean` of (P, ...) per-pair values, reshaped back to (...)."""
+    out = bootstrap_mean(
+        values.reshape(len(values), -1), n_boot=params.n_boot, confidence=params.confidence, seed=params.seed
+    )
+    return {k: v.reshape(values.shape[1:]) for k, v in out.items()}
+
+
+def binned_columns(
+    results: PairResults, params: EvaluateParams
+) -> tuple[list[tuple[str, str, str]], np.ndarray]:
+    """Every per-pair metric as (method, location, metric) columns of a (P, M) table.
+
+    Pointmap and depth metrics of every method and location; the headline accuracy of
+    each block's best head (both sources) and of the similarity baseline, per direction;
+    and per attention map and view, the pair's count of register heads and of sink tokens.
+    """
     columns: list[tuple[str, str, str]] = []
     values: list[np.ndarray] = []
     for method, m in results.methods.items():
-        for metric in BINNED_METRICS:
+        for metric in METRICS:
             if not np.isnan(m["values"][metric]).all():
                 columns += [(method, loc, metric) for loc in m["locations"]]
                 values.append(m["values"][metric])
+    key, h = f"accuracy_{params.headline_px:g}px", params.headline_index
+    sim = results.attention["similarity"][..., h]  # (P, V, L)
+    columns += [("similarity", loc, f"{key}_{d}") for d in DIRECTIONS for loc in results.similarity_locations]
+    values.append(sim.reshape(len(sim), -1))
     if results.layout is not None:
-        acc = results.attention["attention_compact"][..., params.headline_index]  # (P, V, C, A)
-        best = best_heads(results.attention["attention_compact"], params.headline_index)
-        picked = np.take_along_axis(acc, best[None, :, :, None], 3)[..., 0]  # (P, V, C)
         cross = [results.layout.attn_locations[i] for i in results.layout.cross]
-        columns += [
-            ("attention_best_head", loc, f"accuracy_{params.headline_px:g}px_{d}")
-            for d in DIRECTIONS
-            for loc in cross
-        ]
-        values.append(picked.reshape(len(picked), -1))
-    table = np.concatenate(values, 1)
+        for source in ("attention", "attention_compact"):
+            acc = results.attention[source]  # (P, V, C, A, T)
+            if np.isnan(acc).all():
+                continue
+            picked = at_best_heads(acc[..., h], best_heads(acc, h))  # (P, V, C)
+            columns += [(f"{source}_best_head", loc, f"{key}_{d}") for d in DIRECTIONS for loc in cross]
+            values.append(picked.reshape(len(picked), -1))
+        r = results.registers
+        is_reg = register_heads(
+            r["independence"],
+            r["topk_mass"],
+            min_independence=params.register_min_independence,
+            min_topk_mass=params.register_min_topk_mass,
+        )
+        counts = {"n_register_heads": is_reg.sum(-1), "n_sinks": r["sinks"].sum(-1)}  # (P, V, La) each
+        for metric, c in counts.items():
+            columns += [
+                ("registers", loc, f"{metric}_view{v + 1}")
+                for v in range(2)
+                for loc in results.layout.attn_locations
+            ]
+            values.append(c.reshape(len(c), -1).astype(np.float64))
+    return columns, np.concatenate(values, 1)
+
+
+def write_binned(results: PairResults, params: EvaluateParams, out: Path) -> None:
+    """plots/binned.csv: every per-pair metric by overlap and rotation bins, with bootstrap intervals."""
+    columns, table = binned_columns(results, params)
     boot = {"n_boot": params.n_boot, "confidence": params.confidence, "seed": params.seed}
     rows = []
     for by, edges in (("overlap", params.overlap_bins), ("rotation_deg", params.rotation_bins)):

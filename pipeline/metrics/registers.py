@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import ShapeError
+from pipeline.metrics.bootstrap import bootstrap_of_means
 
 
 def head_scores(attn: np.ndarray, top_k: int) -> dict[str, np.ndarray]:
@@ -93,13 +94,39 @@ def sink_stability(sinks: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def sink_norm_overlap(sinks: np.ndarray, high_norm: np.ndarray) -> np.ndarray:
-    """(...) share of sink tokens that are also high-norm tokens (NaN without sinks).
+def sink_norm_overlap(
+    sinks: np.ndarray, high_norm: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Share of sink tokens that are also high-norm tokens, pooled over pairs, with a bootstrap interval.
+
+    The share is a ratio of two means over pairs (high-norm sinks per pair over sinks per
+    pair), so each resample recomputes both: the interval is the ratio's, not a mean of
+    per-pair ratios (a pair without sinks has no ratio, but still counts).
 
     Args:
         sinks: (P, ..., K) bool.
         high_norm: (P, ..., K) bool, the norms of the same tokens (the keys' stream).
+        n_boot, confidence, seed: see `bootstrap_mean`.
+
+    Returns:
+        "mean", "low", "high": (...); NaN where no pair has a sink.
     """
-    n = sinks.sum(axis=(0, -1))
-    both = (sinks & high_norm).sum(axis=(0, -1))
-    return np.where(n > 0, both / np.maximum(n, 1), np.nan)
+    if sinks.shape != high_norm.shape or sinks.ndim < 2:
+        raise ShapeError(f"sinks {sinks.shape} and high_norm {high_norm.shape}: expected equal (P, ..., K)")
+    both = (sinks & high_norm).sum(-1).reshape(len(sinks), -1).astype(np.float64)  # (P, M)
+    count = sinks.sum(-1).reshape(len(sinks), -1).astype(np.float64)
+    m = both.shape[1]
+
+    def ratio(means: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(means[..., m:] > 0, means[..., :m] / means[..., m:], np.nan)
+
+    boot = bootstrap_of_means(
+        np.concatenate([both, count], 1), ratio, n_boot=n_boot, confidence=confidence, seed=seed
+    )
+    shape = sinks.shape[1:-1]
+    return {
+        "mean": boot["value"].reshape(shape),
+        "low": boot["low"].reshape(shape),
+        "high": boot["high"].reshape(shape),
+    }

@@ -135,6 +135,127 @@ def test_plots_and_pair_tables(report: tuple[Path, dict]) -> None:
     assert (out / "pairs" / "registers.csv").is_file() and (out / "pairs" / "tokens.csv").is_file()
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def test_register_numbers_have_intervals_around_the_pair_table_means(report: tuple[Path, dict]) -> None:
+    """Each register number is the mean of its per-pair values (pairs/*.csv), inside its interval."""
+    out, _ = report
+    regs = json.loads((out / "metrics.json").read_text())["registers"]
+    rows = read_csv(out / "pairs" / "registers.csv")
+    params = EvaluateParams()
+    for view, loc in (("view1", "b00.self"), ("view2", "b02.cross")):
+        entry = regs[view][loc]
+        for head in range(4):
+            mine = [
+                r for r in rows if r["view"] == view[-1] and r["location"] == loc and r["head"] == str(head)
+            ]
+            indep = [float(r["independence"]) for r in mine]
+            mass = [float(r["topk_mass"]) for r in mine]
+            is_reg = [
+                float(i >= params.register_min_independence and m >= params.register_min_topk_mass)
+                for i, m in zip(indep, mass, strict=True)
+            ]
+            for name, values in (
+                ("independence", indep),
+                ("topk_mass", mass),
+                ("register_head_share", is_reg),
+            ):
+                assert entry[name][head] == pytest.approx(_mean(values), abs=1e-6), (loc, name, head)
+                assert (
+                    entry[f"{name}_lo"][head]
+                    <= entry[name][head] + 1e-12
+                    <= entry[f"{name}_hi"][head] + 2e-12
+                )
+        tokens = [
+            r
+            for r in read_csv(out / "pairs" / "tokens.csv")
+            if r["view"] == view[-1] and r["location"] == loc
+        ]
+        sinks = [r["sink_tokens"].split() for r in tokens]
+        assert entry["sinks_per_pair"] == pytest.approx(_mean([len(t) for t in sinks]))
+        assert entry["pairs_with_sinks"] == pytest.approx(_mean([float(bool(t)) for t in sinks]))
+        for name in ("sinks_per_pair", "pairs_with_sinks", "top_token_share"):
+            assert entry[f"{name}_lo"] <= entry[name] <= entry[f"{name}_hi"], name
+    table = read_csv(out / "plots" / "registers.csv")
+    assert {"sinks_per_pair_lo", "sink_high_norm_overlap_hi"} <= set(table[0])
+
+
+def test_curve_and_head_accuracies_have_intervals(report: tuple[Path, dict]) -> None:
+    """The curve of a block's best head is the mean of its per-pair curves; every point has an interval."""
+    out, _ = report
+    corr = json.loads((out / "metrics.json").read_text())["correspondence"]["attention_compact"]
+    block = corr["v2_to_v1"]["b01.cross"]
+    for lo, mean, hi in zip(
+        block["head_accuracy_16px_lo"],
+        block["head_accuracy_16px"],
+        block["head_accuracy_16px_hi"],
+        strict=True,
+    ):
+        assert lo <= mean <= hi
+    pairs = [
+        r
+        for r in read_csv(out / "pairs" / "correspondence.csv")
+        if r["source"] == "attention_compact"
+        and r["direction"] == "v2_to_v1"
+        and r["location"] == "b01.cross"
+        and r["head"] == str(block["best_head"])
+        and r["accuracy_8px"] != ""
+    ]
+    curve = read_csv(out / "plots" / "correspondence_curve.csv")
+    point = next(r for r in curve if float(r["threshold_px"]) == 8)
+    assert float(point["b01.cross_v2_to_v1"]) == pytest.approx(
+        _mean([float(r["accuracy_8px"]) for r in pairs])
+    )
+    assert float(point["b01.cross_v2_to_v1_lo"]) <= float(point["b01.cross_v2_to_v1"])
+    assert float(point["b01.cross_v2_to_v1"]) <= float(point["b01.cross_v2_to_v1_hi"])
+
+
+def test_every_per_pair_metric_is_binned(report: tuple[Path, dict]) -> None:
+    """binned.csv holds every pointmap and depth metric, the baselines and register counts; a bin's
+    mean is the mean of the pairs whose overlap falls in it (pairs/pointmap.csv)."""
+    out, _ = report
+    binned = read_csv(out / "plots" / "binned.csv")
+    kinds = {(r["method"], r["metric"]) for r in binned}
+    for method in ("mlp", "linear", "lens", "model"):
+        for metric in (
+            "ssi_error",
+            "ssi_error_v1",
+            "ssi_error_v2",
+            "procrustes_v2_error",
+            "depth_abs_rel",
+            "depth_delta1",
+        ):
+            assert (method, metric) in kinds, (method, metric)
+    assert ("depth-mlp", "depth_delta1") in kinds and ("depth-mlp", "ssi_error") not in kinds
+    assert ("similarity", "accuracy_16px_v2_to_v1") in kinds
+    assert ("attention_compact_best_head", "accuracy_16px_v1_to_v2") in kinds
+    assert ("registers", "n_sinks_view2") in kinds and ("registers", "n_register_heads_view1") in kinds
+    pairs = [
+        r
+        for r in read_csv(out / "pairs" / "pointmap.csv")
+        if r["method"] == "mlp" and r["location"] == "b02.mlp"
+    ]
+    for row in binned:
+        if (row["bin_by"], row["method"], row["location"], row["metric"]) != (
+            "overlap",
+            "mlp",
+            "b02.mlp",
+            "depth_abs_rel",
+        ):
+            continue
+        lo, hi = float(row["low_edge"]), float(row["high_edge"])
+        inside = [
+            float(p["depth_abs_rel"])
+            for p in pairs
+            if lo <= float(p["overlap"]) < hi or float(p["overlap"]) == hi == 1.0
+        ]
+        assert int(row["n"]) == len(inside)
+        if inside:
+            assert float(row["mean"]) == pytest.approx(_mean(inside), rel=1e-6)
+
+
 def test_a_failed_read_ahead_is_raised_not_lost(
     stores: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -50,8 +50,26 @@ def test_sinks_match_high_norm_tokens() -> None:
     high = high_norm_tokens(norms, factor=4.0)
     sinks = np.zeros((2, N), bool)
     sinks[:, [5, 9]] = True
-    assert sink_norm_overlap(sinks, high) == 0.5
-    assert np.isnan(sink_norm_overlap(np.zeros((2, N), bool), high))
+    assert sink_norm_overlap(sinks, high)["mean"] == 0.5
+    assert np.isnan(sink_norm_overlap(np.zeros((2, N), bool), high)["mean"])
+
+
+def test_sink_overlap_interval_is_the_pooled_ratio_over_resampled_pairs() -> None:
+    """The interval resamples pairs and pools both counts, unlike a mean of per-pair ratios."""
+    rng = np.random.default_rng(3)
+    sinks, high = rng.random((30, 2, N)) < 0.2, rng.random((30, 2, N)) < 0.5
+    sinks[:5] = False  # pairs without sinks count in the denominator's mean, with nothing
+    out = sink_norm_overlap(sinks, high, n_boot=200, confidence=0.9, seed=4)
+    both, count = (sinks & high).sum(-1), sinks.sum(-1)  # (P, 2)
+    np.testing.assert_allclose(out["mean"], both.sum(0) / count.sum(0))
+    draws = np.random.default_rng(4)  # the same draws as resample_counts(30, 200, seed=4)
+    ratios = []
+    for _ in range(200):
+        idx = draws.integers(0, 30, 30)
+        ratios.append(both[idx].sum(0) / count[idx].sum(0))
+    low, high_end = np.percentile(ratios, [5, 95], axis=0)
+    np.testing.assert_allclose(out["low"], low)
+    np.testing.assert_allclose(out["high"], high_end)
 
 
 def test_uniform_attention_has_no_register() -> None:
