@@ -34,7 +34,8 @@ def intervene(
         list[str] | None,
         typer.Option(
             help="Knockout, e.g. b02.self:heads=0,3,8,9:top_k=5:views=2, b01.cross:heads=3:keys=0,1 or "
-            "b01.cross:heads=3:ablate (repeatable); overrides intervene.knockouts."
+            "b01.cross:heads=3:ablate (repeatable); add :renormalize to rescale knocked rows to sum "
+            "to 1; overrides intervene.knockouts."
         ),
     ] = None,
     pair: Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shlex
 from pathlib import Path
 
@@ -60,6 +61,52 @@ def test_dvc_stage_paths_on_the_command_line_match_deps_and_outs() -> None:
         for dep in stage.get("deps", []):
             assert (ROOT / dep).exists() or dep.startswith(("data/", "models/", "reports/")), (
                 f"stage {name}: dep {dep} does not exist"
+            )
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of a dotted module of this repo (pipeline.x.y or stages.x), None for other packages."""
+    base = ROOT.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported_files(entry: Path) -> set[Path]:
+    """Every file of this repo that importing `entry` runs: its own imports, transitively, and
+    the __init__.py of each package on the way (read from the source, nothing is imported)."""
+    seen: set[Path] = set()
+    todo = [entry]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                for i in range(1, len(parts) + 1):  # packages run their __init__ first
+                    found = _module_file(".".join(parts[:i]))
+                    if found is not None:
+                        todo.append(found)
+    return seen
+
+
+def test_every_dvc_stage_depends_on_the_code_it_runs() -> None:
+    """A change to any file a stage's command imports must make `dvc repro` rerun that stage."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        command = shlex.split(stage["cmd"])[1].replace("-", "_")
+        deps = [ROOT / d for d in stage.get("deps", [])]
+        for path in sorted(_imported_files(ROOT / "stages" / f"{command}.py")):
+            assert any(path == d or d in path.parents for d in deps), (
+                f"dvc.yaml stage {name}: runs {path.relative_to(ROOT)} but no dep covers it"
             )
 
 

@@ -9,6 +9,10 @@ Knockouts are written as strings (params.yaml, `--knockout`), e.g. the paper's A
     b02.self:heads=0,3,8,9:top_k=5:views=2     zero the 5 most-attended keys of 4 heads
     b01.cross:heads=3:keys=0,1,2               zero chosen keys ("keys=all": every key)
     b01.cross:heads=3,5:ablate                 zero the heads' outputs instead
+
+Knocked-out rows keep their other weights as they are, as in the paper; the flag
+`renormalize` (e.g. `b02.self:heads=0:top_k=5:renormalize`) rescales each changed row to
+sum to 1 instead.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pipeline.store.writer import open_store
 log = logging.getLogger(__name__)
 
 STATUS_OK = 1
+KNOCKOUT_FIELDS = ("heads", "keys", "top_k", "views", "ablate", "renormalize")
 
 
 @dataclass(frozen=True)
@@ -88,17 +93,20 @@ def parse_knockout(spec: str, *, dec_depth: int, n_tokens: int, n_heads: int) ->
 
     Raises:
         ConfigError: unknown location or field; no heads, or heads, views, keys or top_k out
-            of range; both keys and top_k, or either with ablate.
+            of range; both keys and top_k, or either (or renormalize) with ablate; a value
+            given to the flag renormalize.
     """
     name, *parts = spec.split(":")
     check_names([name], attention_locations(dec_depth), "attention location")
     opts: dict[str, str] = {}
     for part in parts:
         key, _, value = part.partition("=")
-        if key not in ("heads", "keys", "top_k", "views", "ablate"):
+        if key not in KNOCKOUT_FIELDS:
             raise ConfigError(
-                f"knockout {spec!r}: unknown field {key!r}; fields: heads, keys, top_k, views, ablate"
+                f"knockout {spec!r}: unknown field {key!r}; fields: {', '.join(KNOCKOUT_FIELDS)}"
             )
+        if key in ("ablate", "renormalize") and value:
+            raise ConfigError(f"knockout {spec!r}: {key} is a flag and takes no value, got {key}={value}")
         opts[key] = value
     heads = _ints(opts.get("heads", ""), spec)
     if not heads:
@@ -108,8 +116,10 @@ def parse_knockout(spec: str, *, dec_depth: int, n_tokens: int, n_heads: int) ->
     if not views or not set(views) <= {1, 2}:
         raise ConfigError(f"knockout {spec!r}: views must be 1, 2 or 1,2, got {opts.get('views')!r}")
     if "ablate" in opts:
-        if "keys" in opts or "top_k" in opts:
-            raise ConfigError(f"knockout {spec!r}: ablate removes whole heads; it takes no keys or top_k")
+        if {"keys", "top_k", "renormalize"} & set(opts):
+            raise ConfigError(
+                f"knockout {spec!r}: ablate removes whole heads; it takes no keys, top_k or renormalize"
+            )
         return ablate_heads(name, heads, views=views)
     keys = None
     if "keys" in opts:
@@ -121,7 +131,7 @@ def parse_knockout(spec: str, *, dec_depth: int, n_tokens: int, n_heads: int) ->
         if len(top_k) != 1 or not 1 <= top_k[0] <= n_tokens:
             raise ConfigError(f"knockout {spec!r}: top_k must be one integer in 1..{n_tokens}")
         top_k = top_k[0]
-    return knockout_keys(name, heads, keys=keys, top_k=top_k, views=views)
+    return knockout_keys(name, heads, keys=keys, top_k=top_k, views=views, renormalize="renormalize" in opts)
 
 
 def _check_range(spec: str, field: str, values: list[int], n: int) -> None:
