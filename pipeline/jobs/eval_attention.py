@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from pipeline.jobs.eval_params import EvaluateParams
-from pipeline.metrics.correspondence import accuracy_at, match_errors, similarity_matches
+from pipeline.metrics.correspondence import accuracy_at, match_errors, mean_errors, similarity_matches
 from pipeline.metrics.procrustes import previous_location
 from pipeline.metrics.registers import head_scores, high_norm_tokens, sink_tokens
 from pipeline.probing.locations import split_location
@@ -78,20 +78,29 @@ def correspondence_accuracy(
     Returns:
         "attention_compact": (B, V, C, A, T) over the C cross maps; "attention": the same
         from the full maps (NaN for pairs without them). View v holds queries of view v.
+        "<source>_error_px": (B, V, C, A) each source's mean pixel error over matched queries.
     """
     cross = layout.cross
     p = layout.patch_size
     gt_b = gt[:, :, None, None, :]  # (B, V, 1, 1, Q)
-    compact = accuracy_at(
-        match_errors(argmax[:, :, cross].astype(np.int64), gt_b, layout.grid, p), thresholds
-    )
-    out = {"attention_compact": compact, "attention": np.full_like(compact, np.nan)}
+    errors = match_errors(argmax[:, :, cross].astype(np.int64), gt_b, layout.grid, p)
+    compact = accuracy_at(errors, thresholds)
+    out = {
+        "attention_compact": compact,
+        "attention_compact_error_px": mean_errors(errors),
+        "attention": np.full_like(compact, np.nan),
+        "attention_error_px": np.full(compact.shape[:-1], np.nan, np.float32),
+    }
     if full is not None:
-        stored = np.isfinite(full[:, 0, :, 0, 0, 0])  # (B, C): maps not stored read as NaN
+        stored = np.isfinite(full[:, 0, :, 0, 0, 0])[
+            :, None, :, None
+        ]  # (B, 1, C, 1): maps not stored read as NaN
         # torch: numpy's float16 argmax is ~5x slower; the rows of maps not stored are masked below
-        matches = torch.from_numpy(full).argmax(-1).numpy()
-        acc = accuracy_at(match_errors(matches, gt_b, layout.grid, p), thresholds)
-        out["attention"] = np.where(stored[:, None, :, None, None], acc, np.nan).astype(np.float32)
+        errors = match_errors(torch.from_numpy(full).argmax(-1).numpy(), gt_b, layout.grid, p)
+        out["attention"] = np.where(stored[..., None], accuracy_at(errors, thresholds), np.nan).astype(
+            np.float32
+        )
+        out["attention_error_px"] = np.where(stored, mean_errors(errors), np.nan).astype(np.float32)
     return out
 
 
@@ -101,7 +110,7 @@ def similarity_accuracy(
     grid: tuple[int, int],
     patch_size: int,
     thresholds: Sequence[float],
-) -> np.ndarray:
+) -> dict[str, np.ndarray]:
     """Accuracy of the cosine-similarity baseline at each location, both view directions.
 
     Args:
@@ -112,14 +121,16 @@ def similarity_accuracy(
         thresholds: (T,) pixels.
 
     Returns:
-        (B, V, L, T) in the order of `acts`.
+        "similarity": (B, V, L, T) accuracy, "similarity_error_px": (B, V, L) mean pixel
+        error over matched queries, locations in the order of `acts`.
     """
-    per_loc = []
+    accuracy, error = [], []
     for x in acts.values():
         views = [similarity_matches(x[:, v], x[:, 1 - v]).numpy() for v in range(2)]  # (B, Q) each
-        pred = np.stack(views, 1)  # (B, V, Q)
-        per_loc.append(accuracy_at(match_errors(pred, gt, grid, patch_size), thresholds))
-    return np.stack(per_loc, 2)
+        errors = match_errors(np.stack(views, 1), gt, grid, patch_size)  # (B, V, Q)
+        accuracy.append(accuracy_at(errors, thresholds))
+        error.append(mean_errors(errors))
+    return {"similarity": np.stack(accuracy, 2), "similarity_error_px": np.stack(error, 2)}
 
 
 def register_scores(

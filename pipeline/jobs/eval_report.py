@@ -81,7 +81,8 @@ def contribution_metrics(results: PairResults, params: EvaluateParams) -> dict[s
 
 
 def correspondence_metrics(results: PairResults, params: EvaluateParams) -> dict[str, Any]:
-    """metrics.json "correspondence": best head per block, its accuracy, correspondence heads, baseline."""
+    """metrics.json "correspondence": best head per block (chosen on headline accuracy), its accuracy and
+    mean pixel error, every head's, correspondence heads, and the similarity baseline; all with intervals."""
     key = f"accuracy_{params.headline_px:g}px"
     h = params.headline_index
     out: dict[str, Any] = {}
@@ -93,6 +94,7 @@ def correspondence_metrics(results: PairResults, params: EvaluateParams) -> dict
             if np.isnan(acc).all():
                 continue
             stats = summarise(acc[..., h], params)  # (V, C, A)
+            err = summarise(results.attention[f"{source}_error_px"], params)  # (V, C, A)
             best = best_heads(acc, h)  # (V, C)
             rule = correspondence_heads(
                 stats["mean"],
@@ -105,6 +107,8 @@ def correspondence_metrics(results: PairResults, params: EvaluateParams) -> dict
                         "best_head": int(best[v, c]),
                         **with_interval(stats, key, (v, c, int(best[v, c]))),
                         **with_interval(stats, "head_" + key, (v, c)),
+                        **with_interval(err, "mean_error_px", (v, c, int(best[v, c]))),
+                        **with_interval(err, "head_mean_error_px", (v, c)),
                         "correspondence_heads": np.flatnonzero(rule[v, c]),
                     }
                     for c, loc in enumerate(cross)
@@ -112,8 +116,12 @@ def correspondence_metrics(results: PairResults, params: EvaluateParams) -> dict
                 for v, d in enumerate(DIRECTIONS)
             }
     sim = summarise(results.attention["similarity"][..., h], params)  # (V, L)
+    sim_err = summarise(results.attention["similarity_error_px"], params)  # (V, L)
     out["similarity"] = {
-        d: {loc: with_interval(sim, key, (v, j)) for j, loc in enumerate(results.similarity_locations)}
+        d: {
+            loc: with_interval(sim, key, (v, j)) | with_interval(sim_err, "mean_error_px", (v, j))
+            for j, loc in enumerate(results.similarity_locations)
+        }
         for v, d in enumerate(DIRECTIONS)
     }
     return out

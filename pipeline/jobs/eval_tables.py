@@ -135,18 +135,30 @@ def binned_columns(
                 columns += [(method, loc, metric) for loc in m["locations"]]
                 values.append(m["values"][metric])
     key, h = f"accuracy_{params.headline_px:g}px", params.headline_index
-    sim = results.attention["similarity"][..., h]  # (P, V, L)
-    columns += [("similarity", loc, f"{key}_{d}") for d in DIRECTIONS for loc in results.similarity_locations]
-    values.append(sim.reshape(len(sim), -1))
+    for metric, sim in (
+        (key, results.attention["similarity"][..., h]),
+        ("mean_error_px", results.attention["similarity_error_px"]),
+    ):
+        columns += [
+            ("similarity", loc, f"{metric}_{d}") for d in DIRECTIONS for loc in results.similarity_locations
+        ]
+        values.append(sim.reshape(len(sim), -1))  # (P, V·L)
     if results.layout is not None:
         cross = [results.layout.attn_locations[i] for i in results.layout.cross]
         for source in ("attention", "attention_compact"):
             acc = results.attention[source]  # (P, V, C, A, T)
             if np.isnan(acc).all():
                 continue
-            picked = at_best_heads(acc[..., h], best_heads(acc, h))  # (P, V, C)
-            columns += [(f"{source}_best_head", loc, f"{key}_{d}") for d in DIRECTIONS for loc in cross]
-            values.append(picked.reshape(len(picked), -1))
+            best = best_heads(acc, h)  # (V, C)
+            for metric, per_head in (
+                (key, acc[..., h]),
+                ("mean_error_px", results.attention[f"{source}_error_px"]),
+            ):
+                picked = at_best_heads(per_head, best)  # (P, V, C)
+                columns += [
+                    (f"{source}_best_head", loc, f"{metric}_{d}") for d in DIRECTIONS for loc in cross
+                ]
+                values.append(picked.reshape(len(picked), -1))
         r = results.registers
         is_reg = register_heads(
             r["independence"],
@@ -206,8 +218,9 @@ def write_pair_tables(results: PairResults, params: EvaluateParams, out: Path) -
     ]
     write_csv(out / "pairs" / "pointmap.csv", [*lead, "method", "location", *METRICS], rows)
     acc_cols = [f"accuracy_{t:g}px" for t in params.thresholds_px]
+    sim, sim_err = results.attention["similarity"], results.attention["similarity_error_px"]
     rows = [
-        info[i] + ["similarity", d, loc, ""] + list(results.attention["similarity"][i, v, j])
+        info[i] + ["similarity", d, loc, "", sim_err[i, v, j]] + list(sim[i, v, j])
         for i in range(len(info))
         for v, d in enumerate(DIRECTIONS)
         for j, loc in enumerate(results.similarity_locations)
@@ -215,9 +228,9 @@ def write_pair_tables(results: PairResults, params: EvaluateParams, out: Path) -
     if results.layout is not None:
         cross = [results.layout.attn_locations[c] for c in results.layout.cross]
         for source in ("attention", "attention_compact"):
-            acc = results.attention[source]
+            acc, err = results.attention[source], results.attention[f"{source}_error_px"]
             rows += [
-                info[i] + [source, d, loc, a] + list(acc[i, v, c, a])
+                info[i] + [source, d, loc, a, err[i, v, c, a]] + list(acc[i, v, c, a])
                 for i in range(len(info))
                 if not np.isnan(acc[i]).all()
                 for v, d in enumerate(DIRECTIONS)
@@ -226,7 +239,7 @@ def write_pair_tables(results: PairResults, params: EvaluateParams, out: Path) -
             ]
     write_csv(
         out / "pairs" / "correspondence.csv",
-        [*lead, "source", "direction", "location", "head", *acc_cols],
+        [*lead, "source", "direction", "location", "head", "mean_error_px", *acc_cols],
         rows,
     )
     if results.layout is None:

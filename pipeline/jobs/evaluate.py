@@ -57,8 +57,9 @@ class PairResults:
         info: PAIR_INFO name -> (P,) the renders' per-pair properties.
         methods: method ("mlp", "linear", "depth-mlp", "lens", "model") -> {"head": str,
             "locations": [str], "values": metric -> (P, L)}; "model" has the one location "".
-        attention: "attention", "attention_compact" -> (P, V, C, A, T); "similarity" ->
-            (P, V, L, T) over `similarity_locations`.
+        attention: "attention", "attention_compact" -> (P, V, C, A, T) accuracy curves and
+            "<source>_error_px" -> (P, V, C, A) mean pixel errors; "similarity" -> (P, V, L, T)
+            over `similarity_locations`, "similarity_error_px" -> (P, V, L).
         registers: "independence", "topk_mass" (P, V, La, A); "sinks", "high_norm" (P, V, La, K).
         layout: the store's attention layout; None when it holds no attention maps.
         dec_depth: decoder blocks of the model.
@@ -277,7 +278,7 @@ def evaluate_pairs(
                 patch_size,
                 params.thresholds_px,
             )
-        _append(attention, {"similarity": sim})
+        _append(attention, sim)
         if results.layout is not None:
             with _Timer(results, "correspondence"):
                 _append(

@@ -81,6 +81,19 @@ def accuracy_at(errors: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
         )
 
 
+def mean_errors(errors: np.ndarray) -> np.ndarray:
+    """Mean pixel error over the matched queries: (..., Q) → (...) float32, NaN where none is matched.
+
+    The accuracy curve says how often a match is near; this says how far matches are on
+    average, so a head whose misses land next door and one whose misses land anywhere differ.
+    """
+    matched = np.isfinite(errors)
+    n = matched.sum(-1)
+    total = np.where(matched, errors, 0.0).sum(-1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / n, np.nan).astype(np.float32)
+
+
 def attention_accuracy(
     attn_argmax: np.ndarray,
     gt: np.ndarray,

@@ -212,6 +212,30 @@ def test_curve_and_head_accuracies_have_intervals(report: tuple[Path, dict]) -> 
     assert float(point["b01.cross_v2_to_v1"]) <= float(point["b01.cross_v2_to_v1_hi"])
 
 
+def test_mean_pixel_errors_are_reported_per_head_and_for_the_baseline(report: tuple[Path, dict]) -> None:
+    """A block's best head has a mean pixel error (the mean of its per-pair errors), every head one,
+    and the similarity baseline one per location; all inside their intervals."""
+    out, _ = report
+    corr = json.loads((out / "metrics.json").read_text())["correspondence"]
+    rows = read_csv(out / "pairs" / "correspondence.csv")
+    for source in ("attention", "attention_compact"):
+        block = corr[source]["v1_to_v2"]["b02.cross"]
+        assert len(block["head_mean_error_px"]) == 4
+        assert block["mean_error_px"] == block["head_mean_error_px"][block["best_head"]]
+        mine = [
+            float(r["mean_error_px"])
+            for r in rows
+            if (r["source"], r["direction"], r["location"], r["head"])
+            == (source, "v1_to_v2", "b02.cross", str(block["best_head"]))
+            and r["mean_error_px"] != ""
+        ]
+        assert block["mean_error_px"] == pytest.approx(_mean(mine), rel=1e-6)
+        assert block["mean_error_px_lo"] <= block["mean_error_px"] <= block["mean_error_px_hi"]
+    sim = corr["similarity"]["v2_to_v1"]["enc"]
+    assert sim["mean_error_px_lo"] <= sim["mean_error_px"] <= sim["mean_error_px_hi"]
+    assert sim["mean_error_px"] >= 0
+
+
 def test_every_per_pair_metric_is_binned(report: tuple[Path, dict]) -> None:
     """binned.csv holds every pointmap and depth metric, the baselines and register counts; a bin's
     mean is the mean of the pairs whose overlap falls in it (pairs/pointmap.csv)."""
@@ -229,7 +253,11 @@ def test_every_per_pair_metric_is_binned(report: tuple[Path, dict]) -> None:
         ):
             assert (method, metric) in kinds, (method, metric)
     assert ("depth-mlp", "depth_delta1") in kinds and ("depth-mlp", "ssi_error") not in kinds
-    assert ("similarity", "accuracy_16px_v2_to_v1") in kinds
+    assert ("similarity", "accuracy_16px_v2_to_v1") in kinds and (
+        "similarity",
+        "mean_error_px_v1_to_v2",
+    ) in kinds
+    assert ("attention_best_head", "mean_error_px_v2_to_v1") in kinds
     assert ("attention_compact_best_head", "accuracy_16px_v1_to_v2") in kinds
     assert ("registers", "n_sinks_view2") in kinds and ("registers", "n_register_heads_view1") in kinds
     pairs = [
