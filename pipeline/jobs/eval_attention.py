@@ -1,9 +1,11 @@
 """Score a batch's attention maps: correspondence accuracy per head, token similarity, registers.
 
-The compact form stores every row's exact argmax (`attn_argmax`) beside the uint8 maps, so
-correspondence accuracy from it is exact; the full float16 maps, where the store has them,
-give the same numbers (a test checks it). Register scores need the probabilities, decoded
-from the uint8 maps (within 1/510).
+The compact form stores every row's exact argmax (`attn_argmax`, taken on the float32 maps)
+beside the uint8 maps, so correspondence accuracy from it is exact. The full float16 maps,
+where the store has them, give the same numbers except in rows whose two largest weights
+round to the same float16: there their argmax takes the first (about 0.1% of rows of a
+random tiny model; tests pin both behaviours). Register scores need the probabilities,
+decoded from the uint8 maps (within 1/510).
 """
 
 from __future__ import annotations

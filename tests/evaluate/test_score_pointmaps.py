@@ -36,10 +36,14 @@ def procrustes_np(pred: np.ndarray, gt: np.ndarray, w: np.ndarray) -> np.ndarray
 
 
 def depth_np(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
-    """Least-squares s * pred + t to gt, then absrel and delta1 (aligned depths <= 0 count as wrong)."""
+    """Least-squares s * pred + t to gt, then absrel of the aligned depths as they are and
+    delta1 with aligned depths <= 0 counted as wrong (as pipeline/metrics/depth.py defines them)."""
     s, t = np.linalg.lstsq(np.stack([pred, np.ones_like(pred)], 1), gt, rcond=None)[0]
-    d = np.maximum(s * pred + t, np.finfo(np.float32).tiny)
-    return float(np.mean(np.abs(d - gt) / gt)), float(np.mean(np.maximum(d / gt, gt / d) < 1.25))
+    d = s * pred + t
+    abs_rel = float(np.mean(np.abs(d - gt) / gt))
+    with np.errstate(divide="ignore"):
+        within = (d > 0) & (np.maximum(d / gt, gt / d) < 1.25)
+    return abs_rel, float(np.mean(within))
 
 
 def reference(
