@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.jobs.eval_params import EvaluateParams
-from pipeline.jobs.eval_tables import summarise, write_tables
+from pipeline.jobs.eval_tables import pair_register_heads, summarise, write_tables
 from pipeline.metrics.correspondence import best_heads, correspondence_heads
 from pipeline.metrics.procrustes import bootstrap_contributions, contribution_locations
-from pipeline.metrics.registers import register_heads, sink_norm_overlap, sink_stability
+from pipeline.metrics.registers import sink_norm_overlap, sink_stability
 
 if TYPE_CHECKING:
     from pipeline.jobs.evaluate import PairResults
@@ -139,12 +139,7 @@ def register_metrics(results: PairResults, params: EvaluateParams) -> dict[str, 
     if results.layout is None:
         return {}
     r = results.registers
-    is_reg = register_heads(
-        r["independence"],
-        r["topk_mass"],
-        min_independence=params.register_min_independence,
-        min_topk_mass=params.register_min_topk_mass,
-    )
+    is_reg = pair_register_heads(results, params)
     stab = sink_stability(r["sinks"])
     top = np.maximum(stab["top_token"], 0)  # (V, La); its share is 0 where no token ever sinks
     per_pair = {

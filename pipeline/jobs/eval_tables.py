@@ -110,6 +110,16 @@ def at_best_heads(values: np.ndarray, best: np.ndarray) -> np.ndarray:
     return np.take_along_axis(values, index, 3)[:, :, :, 0]
 
 
+def pair_register_heads(results: PairResults, params: EvaluateParams) -> np.ndarray:
+    """(P, V, La, A) bool: which heads are register heads in each pair, by params' thresholds."""
+    return register_heads(
+        results.registers["independence"],
+        results.registers["topk_mass"],
+        min_independence=params.register_min_independence,
+        min_topk_mass=params.register_min_topk_mass,
+    )
+
+
 def summarise(values: np.ndarray, params: EvaluateParams) -> dict[str, np.ndarray]:
     """`bootstrap_mean` of (P, ...) per-pair values, reshaped back to (...)."""
     out = bootstrap_mean(
@@ -160,12 +170,7 @@ def binned_columns(
                 ]
                 values.append(picked.reshape(len(picked), -1))
         r = results.registers
-        is_reg = register_heads(
-            r["independence"],
-            r["topk_mass"],
-            min_independence=params.register_min_independence,
-            min_topk_mass=params.register_min_topk_mass,
-        )
+        is_reg = pair_register_heads(results, params)
         counts = {"n_register_heads": is_reg.sum(-1), "n_sinks": r["sinks"].sum(-1)}  # (P, V, La) each
         for metric, c in counts.items():
             columns += [
