@@ -94,9 +94,8 @@ def correspondence_accuracy(
         "attention_error_px": np.full(compact.shape[:-1], np.nan, np.float32),
     }
     if full is not None:
-        stored = np.isfinite(full[:, 0, :, 0, 0, 0])[
-            :, None, :, None
-        ]  # (B, 1, C, 1): maps not stored read as NaN
+        # (B, 1, C, 1): maps not stored read as NaN
+        stored = np.isfinite(full[:, 0, :, 0, 0, 0])[:, None, :, None]
         # torch: numpy's float16 argmax is ~5x slower; the rows of maps not stored are masked below
         errors = match_errors(torch.from_numpy(full).argmax(-1).numpy(), gt_b, layout.grid, p)
         out["attention"] = np.where(stored[..., None], accuracy_at(errors, thresholds), np.nan).astype(

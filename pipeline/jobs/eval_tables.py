@@ -4,7 +4,9 @@ plots/: one row per location (or block, or threshold), one column per method, so
 `dvc plots` can draw several methods on one x axis (`index`, the location's position in
 forward order: dvc's templates want a numeric x; `location` names it); binned.csv is long (one row per bin,
 method, location and metric). pairs/: one row per pair and everything it was scored on,
-with the pair's scene, split, overlap and rotation beside it.
+with the pair's scene, split, overlap and rotation beside it. The aggregation helpers that
+metrics.json shares with these tables (`summarise`, `at_best_heads`, `pair_register_heads`)
+live here too, so both read the same numbers.
 """
 
 from __future__ import annotations
@@ -133,8 +135,9 @@ def binned_columns(
 ) -> tuple[list[tuple[str, str, str]], np.ndarray]:
     """Every per-pair metric as (method, location, metric) columns of a (P, M) table.
 
-    Pointmap and depth metrics of every method and location; the headline accuracy of
-    each block's best head (both sources) and of the similarity baseline, per direction;
+    Pointmap and depth metrics of every method and location; the headline accuracy and
+    mean pixel error of each block's best head (both sources) and of the similarity
+    baseline, per direction;
     and per attention map and view, the pair's count of register heads and of sink tokens.
     """
     columns: list[tuple[str, str, str]] = []
