@@ -41,6 +41,14 @@ def evaluate(
         int | None, typer.Option(help="Pairs per batch; overrides evaluate.batch_size.")
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda; overrides base.device.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes on this machine, each scoring a share of the pairs on its share of the cores; "
+            "default: one per core on a CPU (at most 4), one on a GPU.",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Score every probe set, the head lens, attention correspondences and registers on the test pairs."""
     values = apply_overrides(
@@ -49,7 +57,9 @@ def evaluate(
         batch_size=batch_size,
         device=device,
     )
-    metrics = run_evaluate(features, renders, correspondences, probes, out, EvaluateParams.from_dict(values))
+    metrics = run_evaluate(
+        features, renders, correspondences, probes, out, EvaluateParams.from_dict(values), workers=workers
+    )
     log.info(
         "%s: %d pairs; model ssi_error %s; %.1f s",
         out / "metrics.json",

@@ -12,16 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import zarr
 from tqdm.auto import tqdm
 
+from pipeline.cores import usable_cores
 from pipeline.errors import ConfigError, SchemaError, unknown_name_message
 from pipeline.jobs.eval_attention import (
     AttentionLayout,
@@ -34,6 +35,7 @@ from pipeline.jobs.eval_pointmaps import batch_targets, score_rows, score_target
 from pipeline.jobs.eval_report import write_report
 from pipeline.jobs.extract_model import store_identity, store_model
 from pipeline.jobs.train_probes import pick_device
+from pipeline.jobs.workers import advance, run_in_workers
 from pipeline.memory import keep_freed_memory
 from pipeline.metrics.lens import head_lens_at_pixels
 from pipeline.probes.batches import Batch
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 STATUS_OK = 1
 READ_AHEAD = 1  # batches read in a thread while the current one is scored
 PAIR_INFO = ("scene_id", "split", "overlap", "rotation_deg")
+MAX_AUTO_WORKERS = 4  # each worker holds the probes, the model and a batch's tensors (~1-2 GB on `small`)
+MIN_BATCHES_PER_WORKER = 4  # a worker's start (imports, probes, model: ~4 s) costs about one batch's scoring
 
 
 @dataclass
@@ -180,6 +184,191 @@ class BatchReader:
         return out
 
 
+@dataclass
+class PairScores:
+    """The per-pair values of a run of consecutive pairs (`score_pairs`), before they join
+    the other runs' in `PairResults` (its `methods`, `attention`, `registers`, `timings`)."""
+
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attention: dict[str, np.ndarray] = field(default_factory=dict)
+    registers: dict[str, np.ndarray] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+class StoreLayout(NamedTuple):
+    """What evaluation needs to know of a features store's layout."""
+
+    grid: tuple[int, int]
+    image_size: tuple[int, int]
+    patch_size: int
+    locations: list[str]  # every stored location
+    residual: list[str]  # the residual-stream ones (no `.out`), the lens's and similarity's
+    attention: AttentionLayout | None  # None: the store holds no attention maps
+
+
+def store_layout(group: zarr.Group) -> StoreLayout:
+    """The patch grid, image size, locations and attention layout of an open features store."""
+    grid = tuple(int(x) for x in group.attrs["patch_grid"])
+    image_size = tuple(int(x) for x in group.attrs["image_size"])
+    locations = [str(x) for x in group["location"][:]]
+    attn_locs = tuple(str(x) for x in group["attn_location"][:])
+    patch_size = image_size[0] // grid[0]
+    has_attention = attn_locs not in ((), ("none",))  # stores before size-0 dims said "none"
+    return StoreLayout(
+        grid=grid,
+        image_size=image_size,
+        patch_size=patch_size,
+        locations=locations,
+        residual=[loc for loc in locations if not loc.endswith(".out")],
+        attention=AttentionLayout(attn_locs, tuple(locations), grid, patch_size) if has_attention else None,
+    )
+
+
+def score_pairs(
+    features: Path,
+    renders: Path,
+    correspondences: Path,
+    probes: Path,
+    params: EvaluateParams,
+    pairs: np.ndarray,
+    on_batch: Callable[[int], object] = lambda n: None,
+) -> PairScores:
+    """Every per-pair value of `pairs` (sorted), a batch of params.batch_size at a time.
+
+    A top-level function of paths, so a worker process can run it on its share of the
+    pairs (`evaluate_pairs`); it loads the probes and the model itself.
+
+    Args:
+        features, renders, correspondences, probes: as `evaluate_pairs`.
+        params: the evaluate parameters.
+        pairs: the pairs to score, in batches of consecutive entries.
+        on_batch: called with each batch's pair count when it is scored (progress).
+    """
+    keep_freed_memory()  # every batch allocates the same large tensors: reuse them, skip the page faults
+    group = open_store(features, "features")
+    cgroup = open_store(correspondences, "correspondences")
+    layout = store_layout(group)
+    device = pick_device(params.device)
+    sets = {
+        name: load_probes(probes / name, device=device) for name in probe_set_names(probes, params.probe_sets)
+    }
+    residual = layout.residual
+    probe_locs = [loc for s in sets.values() for loc in s.spec.locations]
+    needed = list(dict.fromkeys(["enc", *residual, *probe_locs]))
+    source = StoreSource(
+        features, renders, needed, splits=params.splits, batch_size=params.batch_size, prefetch=0
+    )
+    model = store_model(group, device=params.device, where=str(features)) if params.lens else None
+    scores = PairScores()
+    per_method: dict[str, dict[str, list]] = defaultdict(dict)
+    attention: dict[str, list] = {}
+    registers: dict[str, list] = {}
+    reader = BatchReader(source, group, cgroup, layout.attention)
+    reads = (
+        reader.read(pairs[start : start + params.batch_size])
+        for start in range(0, len(pairs), params.batch_size)
+    )
+    batches = prefetched(reads, READ_AHEAD)
+    for _ in range(-(-len(pairs) // params.batch_size)):
+        with _Timer(scores, "read"):  # what reading ahead did not hide
+            read = next(batches)
+        batch = read.batch
+        with _Timer(scores, "pointmap_metrics"):
+            targets = batch_targets(batch.pts3d, batch.depth[..., 0], batch.valid, device, layout.patch_size)
+        pixels = [t.pixels for t in targets]  # predictions are made at the valid pixels only
+        for name, s in sets.items():
+            with _Timer(scores, "probes"):
+                rows = s.at_pixels({loc: batch.acts[loc].to(device) for loc in s.spec.locations}, pixels)
+            with _Timer(scores, "pointmap_metrics"):
+                values = score_rows(
+                    rows, targets, head=s.spec.head.name, procrustes_scale=params.procrustes_scale
+                )
+            _append(per_method[name], values)
+        if model is not None:
+            with _Timer(scores, "lens"):
+                rows = head_lens_at_pixels(
+                    model, {loc: batch.acts[loc] for loc in residual}, pixels, layout.image_size
+                )
+            with _Timer(scores, "pointmap_metrics"):
+                values = score_rows(rows, targets, head="pointmap", procrustes_scale=params.procrustes_scale)
+            _append(per_method["lens"], values)
+        with _Timer(scores, "pointmap_metrics"):
+            values = score_targets(
+                read.own, targets, head="pointmap", procrustes_scale=params.procrustes_scale
+            )
+        _append(per_method["model"], values)
+        with _Timer(scores, "similarity"):
+            sim = similarity_accuracy(
+                {loc: batch.acts[loc] for loc in ["enc", *residual]},
+                read.gt_match,
+                layout.grid,
+                layout.patch_size,
+                params.thresholds_px,
+            )
+        _append(attention, sim)
+        if layout.attention is not None:
+            with _Timer(scores, "correspondence"):
+                _append(
+                    attention,
+                    correspondence_accuracy(
+                        read.argmax, read.full, read.gt_match, layout.attention, params.thresholds_px
+                    ),
+                )
+            with _Timer(scores, "registers"):
+                _append(registers, register_scores(read.codes, read.norms, layout.attention, params))
+        on_batch(len(batch.valid))
+    heads = {name: s.spec.head.name for name in sets} | {"lens": "pointmap", "model": "pointmap"}
+    locations = {name: list(s.spec.locations) for name, s in sets.items()} | {"lens": residual, "model": [""]}
+    for name, values in per_method.items():
+        scores.methods[name] = {
+            "head": heads[name],
+            "locations": locations[name],
+            "values": {k: np.concatenate(v) for k, v in values.items()},
+        }
+    scores.attention = {k: np.concatenate(v) for k, v in attention.items()}
+    scores.registers = {k: np.concatenate(v) for k, v in registers.items()}
+    return scores
+
+
+def _score_pairs_in_worker(*args: Any) -> PairScores:
+    """`score_pairs` in a worker process, counting its batches on the parent's bar."""
+    return score_pairs(*args, on_batch=advance)
+
+
+def join_scores(parts: Sequence[PairScores]) -> PairScores:
+    """Runs of pairs' scores as one, pairs in the order of the parts; timings summed over them."""
+    first = parts[0]
+    joined = PairScores(
+        methods={
+            name: method
+            | {
+                "values": {
+                    k: np.concatenate([p.methods[name]["values"][k] for p in parts]) for k in method["values"]
+                }
+            }
+            for name, method in first.methods.items()
+        },
+        attention={k: np.concatenate([p.attention[k] for p in parts]) for k in first.attention},
+        registers={k: np.concatenate([p.registers[k] for p in parts]) for k in first.registers},
+    )
+    for part in parts:
+        for key, seconds in part.timings.items():
+            joined.timings[key] += seconds
+    return joined
+
+
+def default_workers(device: torch.device, n_batches: int) -> int:
+    """Worker processes when none are asked for.
+
+    On a CPU one per usable core (at most MAX_AUTO_WORKERS), as long as each gets
+    MIN_BATCHES_PER_WORKER batches to pay for its start; on a GPU one (it is one device,
+    the processes would queue on it).
+    """
+    if device.type != "cpu":
+        return 1
+    return max(1, min(usable_cores(), MAX_AUTO_WORKERS, n_batches // MIN_BATCHES_PER_WORKER))
+
+
 def evaluate_pairs(
     features: Path,
     renders: Path,
@@ -188,118 +377,76 @@ def evaluate_pairs(
     params: EvaluateParams,
     *,
     progress: bool = True,
+    workers: int | None = None,
 ) -> PairResults:
     """Every per-pair metric of the evaluated pairs (see `PairResults`).
 
+    With several workers, each process scores a contiguous share of whole batches, so every
+    batch holds the same pairs as in one process; values agree to float rounding (torch's
+    sums split over another number of threads).
+
+    Args:
+        features, renders, correspondences, probes: the stores and the probe sets' folder.
+        params: the evaluate parameters.
+        progress: show a progress bar.
+        workers: processes scoring shares of the pairs (`pipeline.jobs.workers`); None: one
+            per core on a CPU, one on a GPU (`default_workers`).
+
     Raises:
         SchemaError: the stores do not belong together (pair counts or patch grids differ).
-        ConfigError: no pair to evaluate, or an unknown probe set.
+        ConfigError: no pair to evaluate, an unknown probe set, or workers < 1.
     """
     group = open_store(features, "features")
     cgroup = open_store(correspondences, "correspondences")
     rgroup = open_store(renders, "renders")
-    grid = tuple(int(x) for x in group.attrs["patch_grid"])
-    if tuple(cgroup.attrs["grid"]) != grid or cgroup.attrs["n_pairs"] != group.attrs["n_pairs"]:
+    layout = store_layout(group)
+    if tuple(cgroup.attrs["grid"]) != layout.grid or cgroup.attrs["n_pairs"] != group.attrs["n_pairs"]:
         raise SchemaError(
             f"{correspondences}: grid {cgroup.attrs['grid']} and {cgroup.attrs['n_pairs']} pairs, but {features} "
-            f"has grid {list(grid)} and {group.attrs['n_pairs']} pairs"
+            f"has grid {list(layout.grid)} and {group.attrs['n_pairs']} pairs"
         )
     pairs = select_pairs(group, cgroup, params)
     if len(pairs) == 0:
         raise ConfigError(
             f"{features}: no extracted pair with correspondences in splits {list(params.splits)}"
         )
-    device = pick_device(params.device)
-    sets = {
-        name: load_probes(probes / name, device=device) for name in probe_set_names(probes, params.probe_sets)
-    }
-    store_locs = [str(x) for x in group["location"][:]]
-    residual = [loc for loc in store_locs if not loc.endswith(".out")]
-    probe_locs = [loc for s in sets.values() for loc in s.spec.locations]
-    needed = list(dict.fromkeys(["enc", *residual, *probe_locs]))
-    source = StoreSource(
-        features, renders, needed, splits=params.splits, batch_size=params.batch_size, prefetch=0
-    )
-    model = store_model(group, device=params.device, where=str(features)) if params.lens else None
-    image_size = tuple(int(x) for x in group.attrs["image_size"])
-    attn_locs = tuple(str(x) for x in group["attn_location"][:])
-    has_attention = attn_locs not in ((), ("none",))  # stores before size-0 dims said "none"
-    patch_size = image_size[0] // grid[0]
-    results = PairResults(
+    probe_set_names(probes, params.probe_sets)  # an unknown probe set fails here, before any worker starts
+    n_batches = -(-len(pairs) // params.batch_size)
+    if workers is None:
+        workers = default_workers(pick_device(params.device), n_batches)
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    shares = [
+        len(b) * params.batch_size for b in np.array_split(np.arange(n_batches), min(workers, n_batches))
+    ]
+    runs = np.split(pairs, np.cumsum(shares)[:-1])
+    args = [(features, renders, correspondences, probes, params, run) for run in runs]
+    if len(runs) == 1:
+        with tqdm(total=len(pairs), desc="evaluate", unit="pair", disable=not progress) as bar:
+            scores = score_pairs(*args[0], on_batch=bar.update)
+    else:
+        log.info("%d pairs in %d worker processes", len(pairs), len(runs))
+        parts = run_in_workers(
+            _score_pairs_in_worker,
+            args,
+            workers=len(runs),
+            total=len(pairs),
+            desc="evaluate",
+            unit="pair",
+            progress=progress,
+        )
+        scores = join_scores(parts)
+    return PairResults(
         pairs=pairs,
         info={name: rgroup[name].get_orthogonal_selection((pairs,)) for name in PAIR_INFO},
-        similarity_locations=["enc", *residual],
-        layout=AttentionLayout(attn_locs, tuple(store_locs), grid, patch_size) if has_attention else None,
+        methods=scores.methods,
+        attention=scores.attention,
+        registers=scores.registers,
+        similarity_locations=["enc", *layout.residual],
+        layout=layout.attention,
         dec_depth=int(group.attrs["model_config"]["dec_depth"]),
+        timings=scores.timings,
     )
-    per_method: dict[str, dict[str, list]] = defaultdict(dict)
-    attention: dict[str, list] = {}
-    registers: dict[str, list] = {}
-    reader = BatchReader(source, group, cgroup, results.layout)
-    reads = (
-        reader.read(pairs[start : start + params.batch_size])
-        for start in range(0, len(pairs), params.batch_size)
-    )
-    batches = prefetched(reads, READ_AHEAD)
-    n_batches = -(-len(pairs) // params.batch_size)
-    for _ in tqdm(range(n_batches), desc="evaluate", unit="batch", disable=not progress):
-        with _Timer(results, "read"):  # what reading ahead did not hide
-            read = next(batches)
-        batch = read.batch
-        with _Timer(results, "pointmap_metrics"):
-            targets = batch_targets(batch.pts3d, batch.depth[..., 0], batch.valid, device, patch_size)
-        pixels = [t.pixels for t in targets]  # predictions are made at the valid pixels only
-        for name, s in sets.items():
-            with _Timer(results, "probes"):
-                rows = s.at_pixels({loc: batch.acts[loc].to(device) for loc in s.spec.locations}, pixels)
-            with _Timer(results, "pointmap_metrics"):
-                scores = score_rows(
-                    rows, targets, head=s.spec.head.name, procrustes_scale=params.procrustes_scale
-                )
-            _append(per_method[name], scores)
-        if model is not None:
-            with _Timer(results, "lens"):
-                rows = head_lens_at_pixels(
-                    model, {loc: batch.acts[loc] for loc in residual}, pixels, image_size
-                )
-            with _Timer(results, "pointmap_metrics"):
-                scores = score_rows(rows, targets, head="pointmap", procrustes_scale=params.procrustes_scale)
-            _append(per_method["lens"], scores)
-        with _Timer(results, "pointmap_metrics"):
-            scores = score_targets(
-                read.own, targets, head="pointmap", procrustes_scale=params.procrustes_scale
-            )
-        _append(per_method["model"], scores)
-        with _Timer(results, "similarity"):
-            sim = similarity_accuracy(
-                {loc: batch.acts[loc] for loc in results.similarity_locations},
-                read.gt_match,
-                grid,
-                patch_size,
-                params.thresholds_px,
-            )
-        _append(attention, sim)
-        if results.layout is not None:
-            with _Timer(results, "correspondence"):
-                _append(
-                    attention,
-                    correspondence_accuracy(
-                        read.argmax, read.full, read.gt_match, results.layout, params.thresholds_px
-                    ),
-                )
-            with _Timer(results, "registers"):
-                _append(registers, register_scores(read.codes, read.norms, results.layout, params))
-    heads = {name: s.spec.head.name for name in sets} | {"lens": "pointmap", "model": "pointmap"}
-    locations = {name: list(s.spec.locations) for name, s in sets.items()} | {"lens": residual, "model": [""]}
-    for name, values in per_method.items():
-        results.methods[name] = {
-            "head": heads[name],
-            "locations": locations[name],
-            "values": {k: np.concatenate(v) for k, v in values.items()},
-        }
-    results.attention = {k: np.concatenate(v) for k, v in attention.items()}
-    results.registers = {k: np.concatenate(v) for k, v in registers.items()}
-    return results
 
 
 def run_evaluate(
@@ -311,6 +458,7 @@ def run_evaluate(
     params: EvaluateParams,
     *,
     progress: bool = True,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate and write `out/metrics.json`, `out/plots/*.csv` and `out/pairs/*.csv`.
 
@@ -322,13 +470,17 @@ def run_evaluate(
         out: the reports folder.
         params: the evaluate parameters.
         progress: show a progress bar.
+        workers: processes scoring shares of the pairs; None: one per core on a CPU, one
+            on a GPU (see `evaluate_pairs`).
 
     Returns:
-        the metrics.json content, plus "timings" (seconds per part of the pass).
+        the metrics.json content, plus "timings": seconds per part of the pass (summed over
+        the workers, so with several they add up to more than "total", the wall time).
     """
     started = time.perf_counter()
-    keep_freed_memory()  # every batch allocates the same large tensors: reuse them, skip the page faults
-    results = evaluate_pairs(features, renders, correspondences, probes, params, progress=progress)
+    results = evaluate_pairs(
+        features, renders, correspondences, probes, params, progress=progress, workers=workers
+    )
     with _Timer(results, "aggregate_and_write"):
         metrics = write_report(results, params, out, store_identity(features))
     timings = dict(results.timings) | {"total": time.perf_counter() - started}

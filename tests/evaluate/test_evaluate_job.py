@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import ConfigError
 from pipeline.jobs.eval_params import EvaluateParams
 from pipeline.jobs.evaluate import BatchReader, run_evaluate
 from pipeline.probing.locations import residual_locations
@@ -315,3 +316,39 @@ def test_a_failed_read_ahead_is_raised_not_lost(
             progress=False,
         )
     assert not (tmp_path / "reports" / "metrics.json").exists()
+
+
+def test_worker_processes_give_the_values_of_one_process(
+    stores: dict[str, Path], report: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """Two workers (6 and 2 of the 8 pairs, batches of 3) write the per-pair tables of one
+    process, row for row; values agree to float rounding (sums over another thread count)."""
+    out, _ = report
+    params = EvaluateParams(splits=("test", "train"), batch_size=3, n_boot=50, device="cpu")
+    args = (stores["features"], stores["renders"], stores["correspondences"], stores["probes"])
+    summary = run_evaluate(*args, tmp_path, params, progress=False, workers=2)
+    assert summary["n_pairs"] == 8
+    tables = sorted(p.name for p in (out / "pairs").glob("*.csv"))
+    assert tables == sorted(p.name for p in (tmp_path / "pairs").glob("*.csv")) and tables
+    for name in tables:
+        one, two = read_csv(out / "pairs" / name), read_csv(tmp_path / "pairs" / name)
+        assert len(one) == len(two) > 0, name
+        for row_one, row_two in zip(one, two, strict=True):
+            assert row_one.keys() == row_two.keys()
+            for key, value in row_one.items():
+                try:
+                    expected = float(value)
+                except ValueError:
+                    assert row_two[key] == value, (name, key)
+                    continue
+                assert float(row_two[key]) == pytest.approx(expected, rel=1e-4, abs=1e-6, nan_ok=True), (
+                    name,
+                    key,
+                )
+
+
+def test_workers_below_one_are_refused(stores: dict[str, Path], tmp_path: Path) -> None:
+    params = EvaluateParams(splits=("test",), device="cpu")
+    args = (stores["features"], stores["renders"], stores["correspondences"], stores["probes"])
+    with pytest.raises(ConfigError, match="workers must be >= 1, got 0"):
+        run_evaluate(*args, tmp_path, params, progress=False, workers=0)
