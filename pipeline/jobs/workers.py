@@ -16,6 +16,7 @@ import multiprocessing
 import queue
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import torch
@@ -63,6 +64,9 @@ def run_in_workers(
     Each worker runs torch on usable_cores() // workers threads (at least one). The first
     task to fail stops the rest and its exception is raised here.
 
+    Raises:
+        RuntimeError: a worker process died (killed, out of memory, a crash in native code).
+
     Args:
         fn: a top-level function (spawned workers import it by name); it may call `advance`.
         args_per_task: the arguments of each task, picklable.
@@ -91,6 +95,12 @@ def run_in_workers(
             failed = next((f for f in done if f.exception() is not None), None)
             if failed is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-                raise failed.exception()
+                error = failed.exception()
+                if isinstance(error, BrokenProcessPool):
+                    raise RuntimeError(
+                        f"{desc}: a worker process died without an error of its own (killed, out of "
+                        f"memory?); fewer workers need less memory ({n} were running)"
+                    ) from error
+                raise error
         _drain(reports, bar)
         return [f.result() for f in futures]

@@ -52,6 +52,19 @@ def test_a_failing_task_raises_its_error_in_the_parent() -> None:
         )
 
 
+def die_on_one(x: int) -> int:
+    if x == 1:
+        os._exit(3)  # as a worker killed by the kernel: no exception, the process is gone
+    return x
+
+
+def test_a_dead_worker_is_named_as_such() -> None:
+    with pytest.raises(RuntimeError, match="a worker process died"):
+        run_in_workers(
+            die_on_one, [(x,) for x in range(3)], workers=2, total=3, desc="test", unit="task", progress=False
+        )
+
+
 def test_no_tasks_start_no_workers() -> None:
     assert (
         run_in_workers(fail_on_three, [], workers=2, total=0, desc="test", unit="task", progress=False) == []
