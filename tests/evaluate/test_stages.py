@@ -35,11 +35,15 @@ def test_commands(stores: dict[str, Path], tmp_path: Path) -> None:
             f"--correspondences={stores['correspondences']}",
             f"--out={tmp_path / 'reports'}",
             "--max-pairs=2",
+            "--batch-size=1",
+            "--workers=2",  # a pair each
         ],
     )
     assert r.exit_code == 0, r.output
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     assert metrics["n_pairs"] == 2 and set(metrics["pointmap"]) == {"linear", "lens"}
+    r = CliRunner().invoke(app, ["evaluate", f"--params={params}", *paths, "--workers=0"])
+    assert r.exit_code == 2 and "--workers" in r.output
     r = CliRunner().invoke(
         app,
         [
