@@ -122,7 +122,8 @@ def score_pair(
 
     Args:
         pred: (L, C, n) the predictions at the pair's valid pixels, in `targets.pixels` order
-            (view 1's first): pointmaps in view 1's frame (C = 3), or depth (C = 1, head "depth").
+            (view 1's first): pointmaps in view 1's frame (C = 3), or depth (C = 1, head
+            "depth"; view 1's pixels are enough).
         conf: (L, n2) predicted confidences at view 2's valid pixels (None for depth).
         targets: the pair's `pair_targets`.
         head: "pointmap" or "depth".
@@ -151,7 +152,7 @@ def score_pair(
 
 
 def score_rows(
-    rows: Sequence[tuple[Tensor, Tensor]],
+    rows: Sequence[tuple[Tensor, Tensor | None]],
     targets: Sequence[PairTargets],
     *,
     head: str,
@@ -161,7 +162,9 @@ def score_rows(
 
     Args:
         rows: (B,) per pair, pred (L, C, n) and conf (L, n) at the pair's `targets.pixels`,
-            channels first (`ProbeSet.at_pixels`, `head_lens_at_pixels`, `gather_stacked`).
+            channels first (`ProbeSet.at_pixels`, `head_lens_at_pixels`, `gather_stacked`);
+            for depth, pred may hold view 1's pixels only and conf be None, as depth is
+            scored on view 1 alone (`ProbeSet.view1_depth_at_pixels`).
         targets: (B,) the pairs' `pair_targets` (`batch_targets`), on the predictions' device.
         head: "pointmap" or "depth".
         procrustes_scale: see `score_pair`.

@@ -277,8 +277,13 @@ def score_pairs(
             targets = batch_targets(batch.pts3d, batch.depth[..., 0], batch.valid, device, layout.patch_size)
         pixels = [t.pixels for t in targets]  # predictions are made at the valid pixels only
         for name, s in sets.items():
+            acts = {loc: batch.acts[loc].to(device) for loc in s.spec.locations}
             with _Timer(scores, "probes"):
-                rows = s.at_pixels({loc: batch.acts[loc].to(device) for loc in s.spec.locations}, pixels)
+                if s.spec.head.name == "depth":  # scored on view 1's depth only (`score_pair`)
+                    view1 = [pix[: t.n_view[0]] for pix, t in zip(pixels, targets, strict=True)]
+                    rows = [(depth, None) for depth in s.view1_depth_at_pixels(acts, view1)]
+                else:
+                    rows = s.at_pixels(acts, pixels)
             with _Timer(scores, "pointmap_metrics"):
                 values = score_rows(
                     rows, targets, head=s.spec.head.name, procrustes_scale=params.procrustes_scale

@@ -74,21 +74,27 @@ class BatchedMLP(nn.Module):
     def n_layers(self) -> int:
         return len(self.sizes) - 1
 
-    def forward(self, x: Tensor, out_order: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, out_order: Tensor | None = None, probes: slice | None = None) -> Tensor:
         """Apply probe p to the tokens x[p].
 
         Args:
-            x: (P, M, D) M tokens for each of the P probes.
-            out_order: (d_out,) optional permutation of the outputs, applied to the last
-                layer's weights (cheaper than permuting the outputs).
+            x: (P, M, D) M tokens for each of the P probes (of `probes` when given).
+            out_order: (d_out',) which outputs to compute, in this order: a permutation, or
+                a subset of them, applied to the last layer's weights (cheaper than
+                computing every output and indexing them).
+            probes: apply only these probes (a slice of the probe axis: a view of the
+                weights, no copy), e.g. every other one for one view's heads.
 
         Returns:
-            (P, M, d_out) raw outputs.
+            (P, M, d_out') raw outputs.
         """
-        if x.ndim != 3 or x.shape[0] != self.n_probes or x.shape[2] != self.sizes[0]:
-            raise ShapeError(f"x: expected (P={self.n_probes}, M, D={self.sizes[0]}), got {tuple(x.shape)}")
+        chosen = range(self.n_probes)[probes or slice(None)]
+        if x.ndim != 3 or x.shape[0] != len(chosen) or x.shape[2] != self.sizes[0]:
+            raise ShapeError(f"x: expected (P={len(chosen)}, M, D={self.sizes[0]}), got {tuple(x.shape)}")
         for k in range(self.n_layers):
             w, b = getattr(self, f"weight{k}"), getattr(self, f"bias{k}")
+            if probes is not None:
+                w, b = w[probes], b[probes]
             if out_order is not None and k == self.n_layers - 1:
                 w, b = w[..., out_order], b[..., out_order]
             x = torch.baddbmm(b.unsqueeze(1), x, w)

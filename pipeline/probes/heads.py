@@ -239,6 +239,10 @@ class Head:
         """Channels of the prediction the loss compares with ground truth (3 or 1)."""
         return self.channels - 1
 
+    def depth(self, raw: Tensor) -> Tensor:
+        """A depth head's depth from its raw depth channel: beta · exp(raw)."""
+        return self.beta * raw.exp()
+
     def postprocess(self, pixels: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
         """Raw pixels (channels on `dim`) → prediction (3 or 1 channels on `dim`) and conf (`dim` removed).
 
@@ -246,4 +250,4 @@ class Head:
         """
         if self.name == "pointmap":
             return pointmap_postprocess(pixels, dim)
-        return self.beta * pixels.narrow(dim, 0, 1).exp(), 1 + pixels.select(dim, 1).exp()
+        return self.depth(pixels.narrow(dim, 0, 1)), 1 + pixels.select(dim, 1).exp()

@@ -172,6 +172,55 @@ class ProbeSet(nn.Module):
             for b, pix in enumerate(pixels)
         ]
 
+    @torch.no_grad()
+    def view1_depth_at_pixels(self, acts: Mapping[str, Tensor], pixels: Sequence[Tensor]) -> list[Tensor]:
+        """A depth probe set's view-1 depths at some of view 1's pixels: all that Table 1 scores.
+
+        Only view 1's heads run, and their last layer only for the depth channel (not the
+        confidence): under half of `at_pixels`' arithmetic (40% for the embedded default's
+        probes, 47% for the paper's). Values equal `at_pixels`'
+        at those pixels (to float32 rounding); inference only.
+
+        Args:
+            acts: location → (B, V, N, D) tokens, view 1 first.
+            pixels: B tensors (n_b,) of flat indices into view 1's (H, W), on the probes' device.
+
+        Returns:
+            B tensors (L, 1, n_b): depth in view 1's frame, locations in `spec.locations` order.
+
+        Raises:
+            ConfigError: the set's head is not "depth".
+        """
+        if self.spec.head.name != "depth":
+            raise ConfigError(
+                f"view1_depth_at_pixels needs depth probes; this set's head is {self.spec.head.name!r}"
+            )
+        missing = [loc for loc in self.spec.locations if loc not in acts]
+        if missing:
+            raise ShapeError(unknown_name_message("location in acts", missing[0], acts))
+        n, pp = self.spec.grid[0] * self.spec.grid[1], self.spec.patch_size**2
+        depth_channel = torch.arange(pp)  # DUSt3R's per-token order: channel c of pixel i at c·p² + i
+        raw = {}
+        for key, locs in self.group_locations.items():
+            x = torch.stack([acts[loc][:, 0].float() for loc in locs])  # (L, B, N, D), view 1
+            L, B, N, D = x.shape
+            if N != n:
+                raise ShapeError(
+                    f"acts['{locs[0]}']: expected (B, V=2, N={n}, D), got {tuple(acts[locs[0]].shape)}"
+                )
+            view1_heads = None if self.spec.shared_views else slice(0, None, len(VIEWS))
+            y = self.groups[key](x.reshape(L, B * N, D), depth_channel.to(x.device), view1_heads)
+            raw.update({loc: y[i].view(1, B, N, 1, pp) for i, loc in enumerate(locs)})
+        outputs = [raw[loc] for loc in self.spec.locations]
+        if len(pixels) != outputs[0].shape[1]:
+            raise ShapeError(
+                f"pixels: expected one index tensor per pair (B={outputs[0].shape[1]}), got {len(pixels)}"
+            )
+        return [
+            self.spec.head.depth(token_outputs_at(outputs, b, pix, self.spec.grid))
+            for b, pix in enumerate(pixels)
+        ]
+
     def forward(self, acts: Mapping[str, Tensor]) -> dict[str, dict[str, Tensor]]:
         """Each location's prediction from its tokens.
 

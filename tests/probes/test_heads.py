@@ -184,3 +184,36 @@ class TestAtPixels:
         probes = ProbeSet(ProbeSpec("linear", {"b00.self": 16}, (3, 2), patch_size=4))
         with pytest.raises(ShapeError, match="B=2"):
             probes.at_pixels({"b00.self": torch.zeros(2, 2, 6, 16)}, [torch.arange(4)])
+
+
+class TestView1DepthAtPixels:
+    @pytest.mark.parametrize("shared_views", [False, True])
+    def test_equals_forward_view1_depth_at_those_pixels(self, shared_views: bool) -> None:
+        widths = {"enc": 24, "b00.self": 16, "b01.cross": 16}  # two width groups, spec order kept
+        head = Head("depth", beta=2.0)
+        spec = ProbeSpec(
+            "mlp", widths, (3, 2), patch_size=4, head=head, hidden=8, n_layers=3, shared_views=shared_views
+        )
+        probes = ProbeSet(spec)
+        g = torch.Generator().manual_seed(2)
+        # views unlike each other, so a view-2 head or token read by mistake changes the values
+        acts = {
+            loc: torch.randn(2, 2, 6, d, generator=g) * torch.tensor([1.0, 3.0])[:, None, None]
+            for loc, d in widths.items()
+        }
+        valid = torch.rand(2, 1, 12, 8, generator=g) > 0.3
+        valid[1] = True  # a fully valid view: read by a strided copy in token order
+        with torch.no_grad():
+            images = probes(acts)
+        pixels = [token_order_pixels(v, 4) for v in valid]
+        depths = probes.view1_depth_at_pixels(acts, pixels)
+        for b, depth in enumerate(depths):
+            assert depth.shape == (3, 1, int(valid[b].sum()))
+            for j, loc in enumerate(spec.locations):
+                expected = images[loc]["pred"][b, 0].flatten()[pixels[b]]
+                torch.testing.assert_close(depth[j, 0], expected, rtol=1e-5, atol=1e-6)
+
+    def test_pointmap_probes_are_refused(self) -> None:
+        probes = ProbeSet(ProbeSpec("linear", {"b00.self": 16}, (3, 2), patch_size=4))
+        with pytest.raises(ConfigError, match="needs depth probes"):
+            probes.view1_depth_at_pixels({"b00.self": torch.zeros(1, 2, 6, 16)}, [torch.arange(4)])
