@@ -6,8 +6,9 @@ file's `extract:` section, i.e. the `small` random-init DUSt3R with every residu
 location and attention map; correspondences; the `train_probes:` section's probe sets and
 architecture, trained 2 steps: training length does not change evaluation cost), times
 extraction (every run: the features store is made again), then times `run_evaluate` with
-the `evaluate:` section over every pair and prints both rates, their ratio and the split
-by part. The goal is evaluate pairs/s > extract pairs/s: evaluating 1,000 pairs takes
+the `evaluate:` section over every pair (`--workers`, default as the CLI's: one process
+per core on a CPU once each gets 4 batches) and prints both rates, their ratio and the
+split by part (seconds summed over the workers). The goal is evaluate pairs/s > extract pairs/s: evaluating 1,000 pairs takes
 less time than extracting them.
 
     .venv/bin/python benchmarks/evaluate.py --n-pairs 16 --workdir /tmp/probe3r-eval-bench
@@ -113,6 +114,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/probe3r-eval-bench"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="evaluate's worker processes (default: auto)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     root = args.workdir
@@ -128,6 +132,7 @@ def main() -> None:
         root / "reports",
         params,
         progress=False,
+        workers=args.workers,
     )
     print(json.dumps(summary(metrics["n_pairs"], extract_s, metrics["timings"]), indent=2))
 
