@@ -8,12 +8,12 @@ architecture, trained 2 steps: training length does not change evaluation cost),
 extraction (every run: the features store is made again), then times `run_evaluate` with
 the `evaluate:` section over every pair (`--workers`, default as the CLI's: one process
 per core on a CPU once each gets 4 batches) and prints both rates, their ratio and the
-split by part (seconds summed over the workers). The goal is evaluate pairs/s > extract pairs/s: evaluating 1,000 pairs takes
-less time than extracting them.
+split by part (seconds summed over the workers). The goal is evaluate pairs/s > extract
+pairs/s: evaluating 1,000 pairs takes less time than extracting them.
 
     .venv/bin/python benchmarks/evaluate.py --n-pairs 16 --workdir /tmp/probe3r-eval-bench
 
-16 pairs takes under a minute; --n-pairs 64 gives the steady rates (the first batch's page
+16 pairs takes under a minute; --n-pairs 64 or 256 gives the steady rates (the first batch's page
 faults and the one-off loading of model and probes weigh less).
 """
 
