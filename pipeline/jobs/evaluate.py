@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 STATUS_OK = 1
 READ_AHEAD = 1  # batches read in a thread while the current one is scored
 PAIR_INFO = ("scene_id", "split", "overlap", "rotation_deg")
-MAX_AUTO_WORKERS = 4  # each worker holds the probes, the model and a batch's tensors (~1-2 GB on `small`)
+# each worker holds the probes, the model and a batch's tensors: 3.4 GB peak on `small`, batches of 4
+MAX_AUTO_WORKERS = 4
 MIN_BATCHES_PER_WORKER = 4  # a worker's start (imports, probes, model: ~4 s) costs about one batch's scoring
 
 
