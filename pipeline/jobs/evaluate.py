@@ -15,21 +15,21 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
-import zarr
 from tqdm.auto import tqdm
 
 from pipeline.cores import usable_cores
-from pipeline.errors import ConfigError, SchemaError, unknown_name_message
+from pipeline.errors import ConfigError, SchemaError
 from pipeline.jobs.eval_attention import (
     AttentionLayout,
     correspondence_accuracy,
     register_scores,
     similarity_accuracy,
 )
+from pipeline.jobs.eval_inputs import BatchReader, probe_set_names, select_pairs, store_layout
 from pipeline.jobs.eval_params import EvaluateParams
 from pipeline.jobs.eval_pointmaps import batch_targets, score_rows, score_targets
 from pipeline.jobs.eval_report import write_report
@@ -38,14 +38,12 @@ from pipeline.jobs.train_probes import pick_device
 from pipeline.jobs.workers import advance, run_in_workers
 from pipeline.memory import keep_freed_memory
 from pipeline.metrics.lens import head_lens_at_pixels
-from pipeline.probes.batches import Batch
 from pipeline.probes.files import load_probes
 from pipeline.probes.store_source import StoreSource, prefetched
 from pipeline.store.writer import open_store
 
 log = logging.getLogger(__name__)
 
-STATUS_OK = 1
 READ_AHEAD = 1  # batches read in a thread while the current one is scored
 PAIR_INFO = ("scene_id", "split", "overlap", "rotation_deg")
 # each worker holds the probes, the model and a batch's tensors: 3.4 GB peak on `small`, batches of 4
@@ -82,40 +80,6 @@ class PairResults:
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
-def read_rows(array: zarr.Array, idx: np.ndarray, locations: Sequence[int] | None = None) -> np.ndarray:
-    """array[idx] for sorted idx, as slice reads of consecutive runs (index arrays are far slower).
-
-    `locations` picks entries of the third axis (e.g. the cross-attention maps) so that only
-    their chunks are read and decompressed.
-    """
-    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-    runs = [slice(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, breaks) if len(r)]
-    if locations is None:
-        return np.concatenate([array[r] for r in runs])
-    # one slice per location: zarr's orthogonal selection on sharded arrays is ~100x slower
-    return np.concatenate([np.concatenate([array[r, :, k : k + 1] for k in locations], axis=2) for r in runs])
-
-
-def select_pairs(group: zarr.Group, cgroup: zarr.Group, params: EvaluateParams) -> np.ndarray:
-    """Extracted pairs of the chosen splits that have correspondences, the first max_pairs of them."""
-    ok = (group["status"][:] == STATUS_OK) & (cgroup["status"][:] == STATUS_OK)
-    pairs = np.flatnonzero(ok & np.isin(group["split"][:], list(params.splits)))
-    return pairs if params.max_pairs is None else pairs[: params.max_pairs]
-
-
-def probe_set_names(probes: Path, choice: str | tuple[str, ...]) -> list[str]:
-    """The probe sets to score: every folder holding a config.json, or the named ones."""
-    found = (
-        sorted(p.name for p in probes.iterdir() if (p / "config.json").is_file()) if probes.is_dir() else []
-    )
-    if choice == "all":
-        return found
-    for name in choice:
-        if name not in found:
-            raise ConfigError(f"{probes}: {unknown_name_message('probe set', name, found)}")
-    return list(choice)
-
-
 class _Timer:
     def __init__(self, results: PairResults, key: str) -> None:
         self.results, self.key = results, key
@@ -133,59 +97,6 @@ def _append(store: dict[str, list], values: dict[str, np.ndarray]) -> None:
 
 
 @dataclass
-class EvalBatch:
-    """Everything evaluate reads for one batch of pairs (see `BatchReader.read`).
-
-    Attributes:
-        batch: features of every needed location and the renders' ground truth.
-        own: {"": {"pred", "conf"}} the model's stored output.
-        gt_match: (B, V, Q) ground-truth patch matches.
-        codes, argmax, norms: compact attention maps, their row argmaxes and token norms
-            (None without attention maps).
-        full: the full float16 maps of the cross-attention locations, or None.
-    """
-
-    batch: Batch
-    own: dict[str, dict[str, torch.Tensor]]
-    gt_match: np.ndarray
-    codes: np.ndarray | None = None
-    argmax: np.ndarray | None = None
-    norms: np.ndarray | None = None
-    full: np.ndarray | None = None
-
-
-class BatchReader:
-    """Reads a batch's every input from the three stores, so a thread can run it ahead of scoring."""
-
-    def __init__(
-        self, source: StoreSource, group: zarr.Group, cgroup: zarr.Group, layout: AttentionLayout | None
-    ) -> None:
-        self.source, self.group, self.cgroup, self.layout = source, group, cgroup, layout
-
-    def read(self, idx: np.ndarray) -> EvalBatch:
-        """The inputs of the pairs `idx` (sorted)."""
-        group = self.group
-        out = EvalBatch(
-            batch=self.source.read(idx),
-            own={
-                "": {
-                    "pred": torch.from_numpy(read_rows(group["pts3d"], idx)),
-                    "conf": torch.from_numpy(read_rows(group["conf"], idx)),
-                }
-            },
-            gt_match=read_rows(self.cgroup["patch_match"], idx),
-        )
-        if self.layout is not None:
-            out.codes = read_rows(group["attn"], idx)
-            out.argmax = read_rows(group["attn_argmax"], idx)
-            out.norms = read_rows(group["token_norm"], idx)
-            if group["has_full_attn"].get_orthogonal_selection((idx,)).any():
-                # the cross-attention maps only: correspondence reads no others
-                out.full = read_rows(group["attn_full"], idx, self.layout.cross)
-        return out
-
-
-@dataclass
 class PairScores:
     """The per-pair values of a run of consecutive pairs (`score_pairs`), before they join
     the other runs' in `PairResults` (its `methods`, `attention`, `registers`, `timings`)."""
@@ -194,35 +105,6 @@ class PairScores:
     attention: dict[str, np.ndarray] = field(default_factory=dict)
     registers: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-
-
-class StoreLayout(NamedTuple):
-    """What evaluation needs to know of a features store's layout."""
-
-    grid: tuple[int, int]
-    image_size: tuple[int, int]
-    patch_size: int
-    locations: list[str]  # every stored location
-    residual: list[str]  # the residual-stream ones (no `.out`), the lens's and similarity's
-    attention: AttentionLayout | None  # None: the store holds no attention maps
-
-
-def store_layout(group: zarr.Group) -> StoreLayout:
-    """The patch grid, image size, locations and attention layout of an open features store."""
-    grid = tuple(int(x) for x in group.attrs["patch_grid"])
-    image_size = tuple(int(x) for x in group.attrs["image_size"])
-    locations = [str(x) for x in group["location"][:]]
-    attn_locs = tuple(str(x) for x in group["attn_location"][:])
-    patch_size = image_size[0] // grid[0]
-    has_attention = attn_locs not in ((), ("none",))  # stores before size-0 dims said "none"
-    return StoreLayout(
-        grid=grid,
-        image_size=image_size,
-        patch_size=patch_size,
-        locations=locations,
-        residual=[loc for loc in locations if not loc.endswith(".out")],
-        attention=AttentionLayout(attn_locs, tuple(locations), grid, patch_size) if has_attention else None,
-    )
 
 
 def score_pairs(

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from pipeline.errors import ConfigError
+from pipeline.jobs.eval_inputs import probe_set_names, read_rows
 from pipeline.jobs.eval_pointmaps import METRICS, score_batch
 from pipeline.jobs.eval_report import jsonable
 from pipeline.jobs.eval_tables import write_csv
-from pipeline.jobs.evaluate import probe_set_names, read_rows
 from pipeline.jobs.extract_model import store_identity, store_model
 from pipeline.metrics.bootstrap import bootstrap_mean
 from pipeline.params import section_kwargs

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
+from pipeline.jobs.eval_inputs import BatchReader
 from pipeline.jobs.eval_params import EvaluateParams
-from pipeline.jobs.evaluate import BatchReader, run_evaluate
+from pipeline.jobs.evaluate import run_evaluate
 from pipeline.probing.locations import residual_locations
 
 TINY_DEPTH = 4  # decoder blocks of the `tiny` model
