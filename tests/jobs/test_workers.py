@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -23,16 +24,14 @@ def fail_on_three(x: int) -> int:
     return x
 
 
+def run_on_two(fn: Callable[[int], object], n_tasks: int) -> list:
+    """fn(0), ..., fn(n_tasks - 1) in two workers."""
+    tasks = [(x,) for x in range(n_tasks)]
+    return run_in_workers(fn, tasks, workers=2, total=n_tasks, desc="test", unit="task", progress=False)
+
+
 def test_results_come_back_in_task_order_from_worker_processes() -> None:
-    results = run_in_workers(
-        pid_threads_and_square,
-        [(x,) for x in range(5)],
-        workers=2,
-        total=5,
-        desc="test",
-        unit="task",
-        progress=False,
-    )
+    results = run_on_two(pid_threads_and_square, 5)
     assert [r[2] for r in results] == [0, 1, 4, 9, 16]
     pids = {r[0] for r in results}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
@@ -41,15 +40,7 @@ def test_results_come_back_in_task_order_from_worker_processes() -> None:
 
 def test_a_failing_task_raises_its_error_in_the_parent() -> None:
     with pytest.raises(ValueError, match="task 3 cannot be done"):
-        run_in_workers(
-            fail_on_three,
-            [(x,) for x in range(5)],
-            workers=2,
-            total=5,
-            desc="test",
-            unit="task",
-            progress=False,
-        )
+        run_on_two(fail_on_three, 5)
 
 
 def die_on_one(x: int) -> int:
@@ -60,12 +51,8 @@ def die_on_one(x: int) -> int:
 
 def test_a_dead_worker_is_named_as_such() -> None:
     with pytest.raises(RuntimeError, match="a worker process died"):
-        run_in_workers(
-            die_on_one, [(x,) for x in range(3)], workers=2, total=3, desc="test", unit="task", progress=False
-        )
+        run_on_two(die_on_one, 3)
 
 
 def test_no_tasks_start_no_workers() -> None:
-    assert (
-        run_in_workers(fail_on_three, [], workers=2, total=0, desc="test", unit="task", progress=False) == []
-    )
+    assert run_on_two(fail_on_three, 0) == []
