@@ -30,6 +30,7 @@ _progress: Any = None  # in a worker: the queue to the parent's progress bar
 
 
 def _start_worker(threads: int, progress: Any) -> None:
+    """Each worker's first call: its share of the cores, and where `advance` reports."""
     global _progress
     torch.set_num_threads(threads)
     _progress = progress
@@ -64,9 +65,6 @@ def run_in_workers(
     Each worker runs torch on usable_cores() // workers threads (at least one). The first
     task to fail stops the rest and its exception is raised here.
 
-    Raises:
-        RuntimeError: a worker process died (killed, out of memory, a crash in native code).
-
     Args:
         fn: a top-level function (spawned workers import it by name); it may call `advance`.
         args_per_task: the arguments of each task, picklable.
@@ -74,6 +72,9 @@ def run_in_workers(
         total: units the tasks' `advance` calls add up to, for the bar.
         desc, unit: the bar's label and unit.
         progress: show the bar.
+
+    Raises:
+        RuntimeError: a worker process died (killed, out of memory, a crash in native code).
     """
     if not args_per_task:
         return []

@@ -178,8 +178,8 @@ class ProbeSet(nn.Module):
 
         Only view 1's heads run, and their last layer only for the depth channel (not the
         confidence): under half of `at_pixels`' arithmetic (40% for the embedded default's
-        probes, 47% for the paper's). Values equal `at_pixels`'
-        at those pixels (to float32 rounding); inference only.
+        probes, 47% for the paper's). Values equal `at_pixels`' at those pixels (to float32
+        rounding); inference only.
 
         Args:
             acts: location → (B, V, N, D) tokens, view 1 first.
