@@ -121,6 +121,11 @@ class StoreLayout(NamedTuple):
     residual: list[str]  # the residual-stream ones (no `.out`), the lens's and similarity's
     attention: AttentionLayout | None  # None: the store holds no attention maps
 
+    @property
+    def similarity(self) -> list[str]:
+        """The locations the token-similarity baseline reads: the encoder's and the residual stream's."""
+        return ["enc", *self.residual]
+
 
 def store_layout(group: zarr.Group) -> StoreLayout:
     """The patch grid, image size, locations and attention layout of an open features store."""

@@ -137,7 +137,7 @@ def score_pairs(
     }
     residual = layout.residual
     probe_locs = [loc for s in sets.values() for loc in s.spec.locations]
-    needed = list(dict.fromkeys(["enc", *residual, *probe_locs]))
+    needed = list(dict.fromkeys([*layout.similarity, *probe_locs]))
     source = StoreSource(
         features, renders, needed, splits=params.splits, batch_size=params.batch_size, prefetch=0
     )
@@ -187,7 +187,7 @@ def score_pairs(
         _append(per_method["model"], values)
         with _Timer(scores, "similarity"):
             sim = similarity_accuracy(
-                {loc: batch.acts[loc] for loc in ["enc", *residual]},
+                {loc: batch.acts[loc] for loc in layout.similarity},
                 read.gt_match,
                 layout.grid,
                 layout.patch_size,
@@ -223,21 +223,20 @@ def _score_pairs_in_worker(*args: Any) -> PairScores:
     return score_pairs(*args, on_batch=advance)
 
 
+def _concatenated(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Each key's arrays of the parts joined along the pair axis, in the parts' order."""
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def join_scores(parts: Sequence[PairScores]) -> PairScores:
     """Runs of pairs' scores as one, pairs in the order of the parts; timings summed over them."""
-    first = parts[0]
     joined = PairScores(
         methods={
-            name: method
-            | {
-                "values": {
-                    k: np.concatenate([p.methods[name]["values"][k] for p in parts]) for k in method["values"]
-                }
-            }
-            for name, method in first.methods.items()
+            name: method | {"values": _concatenated([p.methods[name]["values"] for p in parts])}
+            for name, method in parts[0].methods.items()
         },
-        attention={k: np.concatenate([p.attention[k] for p in parts]) for k in first.attention},
-        registers={k: np.concatenate([p.registers[k] for p in parts]) for k in first.registers},
+        attention=_concatenated([p.attention for p in parts]),
+        registers=_concatenated([p.registers for p in parts]),
     )
     for part in parts:
         for key, seconds in part.timings.items():
@@ -330,7 +329,7 @@ def evaluate_pairs(
         methods=scores.methods,
         attention=scores.attention,
         registers=scores.registers,
-        similarity_locations=["enc", *layout.residual],
+        similarity_locations=layout.similarity,
         layout=layout.attention,
         dec_depth=int(group.attrs["model_config"]["dec_depth"]),
         timings=scores.timings,

@@ -121,21 +121,25 @@ class ProbeSet(nn.Module):
         """
         return {key: y.transpose(1, 2) for key, y in self._raw_views_first(acts).items()}
 
-    def _raw_views_first(self, acts: Mapping[str, Tensor], *, pixel_major: bool = True) -> dict[str, Tensor]:
-        """`raw` as the MLPs return it, contiguous: group → (L_g, V, B, N, p·p, C), or with
-        `pixel_major` False DUSt3R's own per-token order (L_g, V, B, N, C, p·p)."""
+    def _check_acts(self, acts: Mapping[str, Tensor]) -> None:
+        """ShapeError unless acts holds every probed location as (B, V=2, N, D) with the set's N."""
         missing = [loc for loc in self.spec.locations if loc not in acts]
         if missing:
             raise ShapeError(unknown_name_message("location in acts", missing[0], acts))
         n = self.spec.grid[0] * self.spec.grid[1]
+        for loc in self.spec.locations:
+            shape = tuple(acts[loc].shape)
+            if len(shape) != 4 or shape[1] != len(VIEWS) or shape[2] != n:
+                raise ShapeError(f"acts['{loc}']: expected (B, V=2, N={n}, D), got {shape}")
+
+    def _raw_views_first(self, acts: Mapping[str, Tensor], *, pixel_major: bool = True) -> dict[str, Tensor]:
+        """`raw` as the MLPs return it, contiguous: group → (L_g, V, B, N, p·p, C), or with
+        `pixel_major` False DUSt3R's own per-token order (L_g, V, B, N, C, p·p)."""
+        self._check_acts(acts)
         out = {}
         for key, locs in self.group_locations.items():
             x = torch.stack([acts[loc].transpose(0, 1).float() for loc in locs])  # (L, V, B, N, D)
             L, V, B, N, D = x.shape
-            if V != len(VIEWS) or N != n:
-                raise ShapeError(
-                    f"acts['{locs[0]}']: expected (B, V=2, N={n}, D), got {tuple(acts[locs[0]].shape)}"
-                )
             order = self.out_order.to(x.device) if pixel_major else None
             y = self.groups[key](x.reshape(L * self.views_per_probe, -1, D), order)
             c = self.spec.head.channels
@@ -163,10 +167,7 @@ class ProbeSet(nn.Module):
         raw = self._raw_views_first(acts, pixel_major=False)
         where = {loc: (key, i) for key, locs in self.group_locations.items() for i, loc in enumerate(locs)}
         outputs = [raw[key][i] for key, i in (where[loc] for loc in self.spec.locations)]
-        if len(pixels) != outputs[0].shape[1]:
-            raise ShapeError(
-                f"pixels: expected one index tensor per pair (B={outputs[0].shape[1]}), got {len(pixels)}"
-            )
+        _check_pixels(pixels, outputs[0].shape[1])
         return [
             self.spec.head.postprocess(token_outputs_at(outputs, b, pix, self.spec.grid), dim=-2)
             for b, pix in enumerate(pixels)
@@ -195,27 +196,18 @@ class ProbeSet(nn.Module):
             raise ConfigError(
                 f"view1_depth_at_pixels needs depth probes; this set's head is {self.spec.head.name!r}"
             )
-        missing = [loc for loc in self.spec.locations if loc not in acts]
-        if missing:
-            raise ShapeError(unknown_name_message("location in acts", missing[0], acts))
-        n, pp = self.spec.grid[0] * self.spec.grid[1], self.spec.patch_size**2
+        self._check_acts(acts)
+        pp = self.spec.patch_size**2
         depth_channel = torch.arange(pp)  # DUSt3R's per-token order: channel c of pixel i at c·p² + i
         raw = {}
         for key, locs in self.group_locations.items():
             x = torch.stack([acts[loc][:, 0].float() for loc in locs])  # (L, B, N, D), view 1
             L, B, N, D = x.shape
-            if N != n:
-                raise ShapeError(
-                    f"acts['{locs[0]}']: expected (B, V=2, N={n}, D), got {tuple(acts[locs[0]].shape)}"
-                )
             view1_heads = None if self.spec.shared_views else slice(0, None, len(VIEWS))
             y = self.groups[key](x.reshape(L, B * N, D), depth_channel.to(x.device), view1_heads)
             raw.update({loc: y[i].view(1, B, N, 1, pp) for i, loc in enumerate(locs)})
         outputs = [raw[loc] for loc in self.spec.locations]
-        if len(pixels) != outputs[0].shape[1]:
-            raise ShapeError(
-                f"pixels: expected one index tensor per pair (B={outputs[0].shape[1]}), got {len(pixels)}"
-            )
+        _check_pixels(pixels, outputs[0].shape[1])
         return [
             self.spec.head.depth(token_outputs_at(outputs, b, pix, self.spec.grid))
             for b, pix in enumerate(pixels)
@@ -272,3 +264,9 @@ class ProbeSet(nn.Module):
         """Clip each location's gradient (both view heads together) to `max_norm`."""
         for group in self.groups.values():
             group.clip_grad_norm_per_group(max_norm, self.views_per_probe)
+
+
+def _check_pixels(pixels: Sequence[Tensor], n_pairs: int) -> None:
+    """ShapeError unless there is one pixel-index tensor per pair of the batch."""
+    if len(pixels) != n_pairs:
+        raise ShapeError(f"pixels: expected one index tensor per pair (B={n_pairs}), got {len(pixels)}")
