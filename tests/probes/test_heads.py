@@ -217,3 +217,11 @@ class TestView1DepthAtPixels:
         probes = ProbeSet(ProbeSpec("linear", {"b00.self": 16}, (3, 2), patch_size=4))
         with pytest.raises(ConfigError, match="needs depth probes"):
             probes.view1_depth_at_pixels({"b00.self": torch.zeros(1, 2, 6, 16)}, [torch.arange(4)])
+
+    def test_acts_of_one_view_are_refused(self) -> None:
+        """Reading view 1 alone must still see both views' tokens: one-view acts are a caller's mistake."""
+        probes = ProbeSet(
+            ProbeSpec("mlp", {"b00.self": 16}, (3, 2), patch_size=4, head=Head("depth"), hidden=8)
+        )
+        with pytest.raises(ShapeError, match=r"acts\['b00.self'\]: expected \(B, V=2, N=6, D\)"):
+            probes.view1_depth_at_pixels({"b00.self": torch.zeros(1, 1, 6, 16)}, [torch.arange(4)])
