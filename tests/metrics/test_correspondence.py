@@ -223,7 +223,14 @@ def test_similarity_matches_finds_copies() -> None:
     keys = torch.randn(2, N, 8)
     perm = torch.randperm(N)
     queries = 3 * keys[:, perm]  # cosine similarity ignores the scale
-    torch.testing.assert_close(similarity_matches(queries, keys), perm.expand(2, -1))
+    np.testing.assert_array_equal(similarity_matches(queries, keys), perm.expand(2, -1).numpy())
+
+
+def test_similarity_matches_takes_the_first_of_equal_keys() -> None:
+    keys = torch.randn(1, N, 8)
+    keys[0, 5] = keys[0, 2]  # key 2 and key 5 are the same token
+    got = similarity_matches(keys[:, [5, 2]], keys)
+    np.testing.assert_array_equal(got, [[2, 2]])
 
 
 def test_best_and_correspondence_heads() -> None:
