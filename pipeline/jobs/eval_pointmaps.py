@@ -161,9 +161,10 @@ def score_rows(
     """Every metric of every location's prediction, given at each pair's valid pixels.
 
     Args:
-        rows: (B,) per pair, pred (L, C, n) and conf (L, n) at the pair's `targets.pixels`,
-            channels first (`ProbeSet.at_pixels`, `head_lens_at_pixels`, `gather_stacked`);
-            for depth, pred may hold view 1's pixels only and conf be None, as depth is
+        rows: (B,) per pair, pred (L, C, n) at the pair's `targets.pixels`, channels first,
+            and conf (L, n2) at its view-2 pixels only (the Procrustes weights; no metric
+            reads view 1's): `ProbeSet.at_pixels`, `head_lens_at_pixels`, `gather_stacked`.
+            For depth, pred may hold view 1's pixels only and conf be None, as depth is
             scored on view 1 alone (`ProbeSet.view1_depth_at_pixels`).
         targets: (B,) the pairs' `pair_targets` (`batch_targets`), on the predictions' device.
         head: "pointmap" or "depth".
@@ -174,11 +175,7 @@ def score_rows(
     """
     scores = [
         score_pair(
-            pred,
-            conf[:, t.n_view[0] :] if head == "pointmap" else None,
-            t,
-            head=head,
-            procrustes_scale=procrustes_scale,
+            pred, conf if head == "pointmap" else None, t, head=head, procrustes_scale=procrustes_scale
         )
         for (pred, conf), t in zip(rows, targets, strict=True)
     ]
@@ -206,7 +203,9 @@ def score_targets(
     rows = [
         (
             gather_stacked([o["pred"][b] for o in outputs.values()], t.pixels),
-            gather_stacked([o["conf"][b, ..., None] for o in outputs.values()], t.pixels)[:, 0],
+            gather_stacked([o["conf"][b, ..., None] for o in outputs.values()], t.pixels[t.n_view[0] :])[
+                :, 0
+            ],
         )
         for b, t in enumerate(targets)
     ]

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from pipeline.errors import ConfigError, ShapeError
 from pipeline.model.postprocess import confidence, points
-from pipeline.probes.heads import token_outputs_at
+from pipeline.probes.heads import rows_without_view1_confidence
 
 
 @torch.no_grad()
@@ -56,35 +57,42 @@ def head_lens(
 def head_lens_at_pixels(
     model: nn.Module, acts: Mapping[str, Tensor], pixels: Sequence[Tensor], image_size: tuple[int, int]
 ) -> list[tuple[Tensor, Tensor]]:
-    """`head_lens` at some pixels of each pair only, as channels-first rows.
+    """`head_lens` at some pixels of each pair only, as channels-first rows: what evaluation scores.
 
-    What evaluation scores, without building images: each location's head outputs are
-    read at the chosen pixels straight from the head's per-token layout (channel c of
-    pixel (i, j) at c·p² + i·p + j) and post-processed there. Equals `head_lens` at those
+    Without building images: each location's head outputs are read at the chosen pixels
+    straight from the head's per-token layout (channel c of pixel (i, j) at c·p² + i·p + j)
+    and post-processed there; view 1's head leaves out the confidence channel, which no
+    metric reads (the first 3·p² rows of its weights, no copy). Equals `head_lens` at those
     pixels to float32 rounding.
 
     Args:
         model: a `pipeline.model.Dust3r` with a linear head.
         acts: decoder location -> (B, V, N, D) tokens, view 1 first.
-        pixels: B tensors (n_b,) of flat indices into (V, H, W), on the model's device.
+        pixels: B tensors (n_b,) of flat indices into (V, H, W), view 1's first, on the
+            model's device.
         image_size: (H, W) of the model input.
 
     Returns:
-        B tuples (pred (L, 3, n_b) points in view 1's frame, conf (L, n_b)), locations in
-        the order of `acts`.
+        B tuples (pred (L, 3, n_b) points in view 1's frame, conf (L, n2_b) at the pair's
+        view-2 pixels, the last n2_b of its `pixels`), locations in the order of `acts`.
     """
     heads = _linear_heads(model)
     config = model.config
     p, (height, width) = config.patch_size, image_size
-    raw = []  # per location: (V, B, N, C, p·p), as large together as the images head_lens builds
+    xyz_rows = 3 * p * p  # the head's outputs before the confidence channel
+    view1, view2 = [], []  # per location: (1, B, N, C, p·p), as large together as the images head_lens builds
     for loc, x in acts.items():
         if x.shape[0] != len(pixels):
             raise ShapeError(f"acts['{loc}']: {x.shape[0]} pairs, but pixels for {len(pixels)}")
-        views = torch.stack([head.proj(_normed(model, loc, x, v)) for v, head in enumerate(heads)])
-        raw.append(views.float().unflatten(-1, (config.head_channels, p * p)))
-    rows = [token_outputs_at(raw, b, pix, (height // p, width // p)) for b, pix in enumerate(pixels)]
+        w, b = heads[0].proj.weight[:xyz_rows], heads[0].proj.bias[:xyz_rows]
+        xyz = F.linear(_normed(model, loc, x, 0), w, b)
+        every = heads[1].proj(_normed(model, loc, x, 1))
+        view1.append(xyz.float().unflatten(-1, (3, p * p))[None])
+        view2.append(every.float().unflatten(-1, (config.head_channels, p * p))[None])
+    grid = (height // p, width // p)
+    rows = [rows_without_view1_confidence(view1, view2, b, pix, grid) for b, pix in enumerate(pixels)]
     return [
-        (points(r[:, :3], config.depth_mode[0], dim=-2), confidence(r[:, 3], config.conf_mode)) for r in rows
+        (points(raw, config.depth_mode[0], dim=-2), confidence(conf, config.conf_mode)) for raw, conf in rows
     ]
 
 

@@ -74,14 +74,16 @@ class BatchedMLP(nn.Module):
     def n_layers(self) -> int:
         return len(self.sizes) - 1
 
-    def forward(self, x: Tensor, out_order: Tensor | None = None, probes: slice | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, out_order: Tensor | slice | None = None, probes: slice | None = None
+    ) -> Tensor:
         """Apply probe p to the tokens x[p].
 
         Args:
             x: (P, M, D) M tokens for each of the P probes (of `probes` when given).
-            out_order: (d_out',) which outputs to compute, in this order: a permutation, or
-                a subset of them, applied to the last layer's weights (cheaper than
-                computing every output and indexing them).
+            out_order: which outputs to compute, in this order, applied to the last layer's
+                weights (cheaper than computing every output and indexing them): (d_out',)
+                indices (a permutation, or a subset), or a slice (a view of the weights, no copy).
             probes: apply only these probes (a slice of the probe axis: a view of the
                 weights, no copy), e.g. every other one for one view's heads.
 

@@ -113,7 +113,7 @@ def patch_positions(pixels: Tensor, grid: tuple[int, int], patch_size: int) -> t
     return view, token, (y % patch_size) * patch_size + x % patch_size
 
 
-def take_stacked(sources: Sequence[Tensor], index: Tensor) -> Tensor:
+def take_stacked(sources: Sequence[Tensor], index: Tensor, out: Tensor | None = None) -> Tensor:
     """`torch.take` of each source at the same flat indices, stacked: (L, *index.shape) float32.
 
     Reading pixels out of L predictions (images, or per-token outputs with `patch_positions`)
@@ -122,8 +122,10 @@ def take_stacked(sources: Sequence[Tensor], index: Tensor) -> Tensor:
     Args:
         sources: L tensors of any shape and layout; each is cast to float32 on index's device.
         index: flat indices into every source (the same for all of them).
+        out: (L, *index.shape) float32 to write into (it may be a strided view); None: a new one.
     """
-    out = torch.empty((len(sources), *index.shape), dtype=torch.float32, device=index.device)
+    if out is None:
+        out = torch.empty((len(sources), *index.shape), dtype=torch.float32, device=index.device)
     for i, source in enumerate(sources):
         torch.take(source.to(device=index.device, dtype=torch.float32), index, out=out[i])
     return out
@@ -168,7 +170,9 @@ def _every_pixel_in_token_order(
     return token_order_pixels(torch.ones(size, dtype=torch.bool, device=device), patch_size)
 
 
-def token_outputs_at(outputs: Sequence[Tensor], pair: int, pixels: Tensor, grid: tuple[int, int]) -> Tensor:
+def token_outputs_at(
+    outputs: Sequence[Tensor], pair: int, pixels: Tensor, grid: tuple[int, int], out: Tensor | None = None
+) -> Tensor:
     """One pair's per-token outputs at some of its pixels, stacked channels first: (L, C, n) float32.
 
     Every pixel of the pair in `token_order_pixels` order (evaluation's fully valid pairs)
@@ -180,18 +184,58 @@ def token_outputs_at(outputs: Sequence[Tensor], pair: int, pixels: Tensor, grid:
         pair: which of the B pairs.
         pixels: (n,) flat indices into the pair's (V, H, W), on the outputs' device.
         grid: (h, w) patch grid, N = h·w.
+        out: (L, C, n) float32 to write into, each row contiguous (a slice of a larger
+            buffer will do); None: a new tensor.
     """
     V, B, N, C, PP = outputs[0].shape
     p = round(PP**0.5)
+    if out is None:
+        out = torch.empty((len(outputs), C, len(pixels)), dtype=torch.float32, device=pixels.device)
     if len(pixels) == V * N * PP:
         if torch.equal(pixels, _every_pixel_in_token_order(V, grid, p, pixels.device)):
-            out = torch.empty((len(outputs), C, V, N, PP), dtype=torch.float32, device=pixels.device)
             for i, o in enumerate(outputs):
-                out[i].copy_(o[:, pair].permute(2, 0, 1, 3))
-            return out.view(len(outputs), C, -1)
+                out[i].unflatten(-1, (V, N, PP)).copy_(o[:, pair].permute(2, 0, 1, 3))
+            return out
     view, token, in_patch = patch_positions(pixels, grid, p)
     base = ((view * B + pair) * N + token) * C * PP + in_patch
-    return take_stacked(outputs, base[None] + PP * torch.arange(C, device=pixels.device)[:, None])
+    return take_stacked(outputs, base[None] + PP * torch.arange(C, device=pixels.device)[:, None], out)
+
+
+def rows_without_view1_confidence(
+    view1: Sequence[Tensor], view2: Sequence[Tensor], pair: int, pixels: Tensor, grid: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """One pair's raw outputs at its pixels from heads that skipped view 1's confidence channel.
+
+    No metric reads view 1's confidence (E.2 weights view 2's points by their own), so
+    evaluation's heads compute view 1's outputs without that channel: an eighth of the
+    probes' and the lens' last layers. Both views' prediction channels land in one (L, C-1, n)
+    tensor in pixel order, as if one head had made them.
+
+    Args:
+        view1: L contiguous tensors (1, B, N, C-1, p·p), view 1's raw outputs without the
+            confidence (the last channel).
+        view2: L contiguous tensors (1, B, N, C, p·p), view 2's raw outputs.
+        pair: which of the B pairs.
+        pixels: (n,) flat indices into the pair's (V=2, H, W), view 1's first.
+        grid: (h, w) patch grid.
+
+    Returns:
+        raw (L, C-1, n): the prediction channels at every pixel; raw_conf (L, n2): the
+        confidence channel at view 2's pixels (the last n2 of `pixels`).
+
+    Raises:
+        ShapeError: a view-2 pixel comes before a view-1 pixel.
+    """
+    _, _, N, C, PP = view2[0].shape
+    per_view = N * PP
+    in_view1 = pixels < per_view
+    n1 = int(in_view1.sum())
+    if not bool(in_view1[:n1].all()):
+        raise ShapeError("pixels: view 1's pixels must all come before view 2's")
+    rows = torch.empty((len(view2), C, len(pixels)), dtype=torch.float32, device=pixels.device)
+    token_outputs_at(view1, pair, pixels[:n1], grid, rows[:, : C - 1, :n1])
+    token_outputs_at(view2, pair, pixels[n1:] - per_view, grid, rows[:, :, n1:])
+    return rows[:, : C - 1], rows[:, C - 1, n1:]
 
 
 def pointmap_postprocess(raw: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
@@ -205,9 +249,18 @@ def pointmap_postprocess(raw: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
     Returns:
         pts3d (3 channels on `dim`) = direction · expm1(norm), and conf (`dim` removed) = 1 + exp(r) > 1.
     """
-    xyz = raw.narrow(dim, 0, 3)
+    return pointmap_points(raw.narrow(dim, 0, 3), dim), raw_confidence(raw.select(dim, 3))
+
+
+def pointmap_points(xyz: Tensor, dim: int = -1) -> Tensor:
+    """Raw xyz (3 channels on `dim`) → points: direction · expm1(norm) (DUSt3R's 'exp' depth mode)."""
     d = channel_norm(xyz, dim)
-    return xyz * (torch.expm1(d) / d.clamp(min=1e-8)), 1 + raw.select(dim, 3).exp()
+    return xyz * (torch.expm1(d) / d.clamp(min=1e-8))
+
+
+def raw_confidence(raw: Tensor) -> Tensor:
+    """Raw confidence → 1 + exp(r) > 1 (DUSt3R's 'exp' confidence mode from 1)."""
+    return 1 + raw.exp()
 
 
 @dataclass(frozen=True)
@@ -243,11 +296,18 @@ class Head:
         """A depth head's depth from its raw depth channel: beta · exp(raw)."""
         return self.beta * raw.exp()
 
+    def prediction(self, raw: Tensor, dim: int = -1) -> Tensor:
+        """The prediction channels alone (3 or 1 on `dim`, no confidence) → points or depth."""
+        if self.name == "pointmap":
+            return pointmap_points(raw, dim)
+        return self.depth(raw)
+
     def postprocess(self, pixels: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
         """Raw pixels (channels on `dim`) → prediction (3 or 1 channels on `dim`) and conf (`dim` removed).
 
         Any pixel layout: channels last (..., C), or channels-first rows (..., C, n) with dim=-2.
         """
-        if self.name == "pointmap":
-            return pointmap_postprocess(pixels, dim)
-        return self.depth(pixels.narrow(dim, 0, 1)), 1 + pixels.select(dim, 1).exp()
+        return (
+            self.prediction(pixels.narrow(dim, 0, self.target_channels), dim),
+            raw_confidence(pixels.select(dim, self.target_channels)),
+        )

@@ -21,6 +21,8 @@ from pipeline.probes.heads import (
     patches_to_pixels,
     pixel_major_order,
     pixels_to_patches,
+    raw_confidence,
+    rows_without_view1_confidence,
     token_outputs_at,
 )
 from pipeline.probes.loss import conf_regression_loss
@@ -146,32 +148,55 @@ class ProbeSet(nn.Module):
             out[key] = y.reshape(L, V, B, N, -1, c) if pixel_major else y.reshape(L, V, B, N, c, -1)
         return out
 
+    def _view_outputs(self, acts: Mapping[str, Tensor], view: int, *, confidence: bool) -> list[Tensor]:
+        """One view's raw per-token outputs at every location: L tensors (1, B, N, C', p·p),
+        DUSt3R's order, in `spec.locations` order.
+
+        Only that view's heads run (every probe with shared views), on that view's tokens;
+        without `confidence` the last layer leaves out the confidence channel (C' = C - 1),
+        a slice of its weights (no copy).
+        """
+        self._check_acts(acts)
+        pp = self.spec.patch_size**2
+        channels = self.spec.head.channels - (0 if confidence else 1)
+        heads = None if self.spec.shared_views else slice(view, None, len(VIEWS))
+        raw = {}
+        for key, locs in self.group_locations.items():
+            x = torch.stack([acts[loc][:, view].float() for loc in locs])  # (L, B, N, D)
+            L, B, N, D = x.shape
+            y = self.groups[key](x.reshape(L, B * N, D), slice(0, channels * pp), heads)
+            raw.update({loc: y[i].view(1, B, N, channels, pp) for i, loc in enumerate(locs)})
+        return [raw[loc] for loc in self.spec.locations]
+
     @torch.no_grad()
     def at_pixels(self, acts: Mapping[str, Tensor], pixels: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
-        """Each pair's predictions at some of its pixels only, as channels-first rows.
+        """Each pair's predictions at some of its pixels, and view 2's confidences: what evaluation scores.
 
-        What evaluation scores (the valid pixels, stacked over locations) without building
-        images: the raw outputs are read at those pixels straight from the patch layout and
+        The raw outputs are read at those pixels straight from the patch layout and
         post-processed there, skipping the image-layout copy and the slower channels-last
-        arithmetic of `forward`. Values equal `forward`'s at those pixels (to float32 rounding);
-        inference only (no gradients).
+        arithmetic of `forward`; view 1's confidence, which no metric reads, is not
+        computed (`rows_without_view1_confidence`). Values equal `forward`'s at those
+        pixels (to float32 rounding); inference only (no gradients).
 
         Args:
             acts: location → (B, V, N, D) tokens, view 1 first.
-            pixels: B tensors (n_b,) of flat indices into (V, H, W), on the probes' device.
+            pixels: B tensors (n_b,) of flat indices into (V, H, W), view 1's first (e.g.
+                `token_order_pixels`), on the probes' device.
 
         Returns:
-            B tuples (pred (L, C, n_b), conf (L, n_b)), locations in `spec.locations` order;
-            C = 3 for pointmaps, 1 for depth.
+            B tuples (pred (L, C, n_b), conf (L, n2_b) at the pair's view-2 pixels, the last
+            n2_b of its `pixels`), locations in `spec.locations` order; C = 3 for pointmaps,
+            1 for depth.
         """
-        raw = self._raw_views_first(acts, pixel_major=False)
-        where = {loc: (key, i) for key, locs in self.group_locations.items() for i, loc in enumerate(locs)}
-        outputs = [raw[key][i] for key, i in (where[loc] for loc in self.spec.locations)]
-        _check_pixels(pixels, outputs[0].shape[1])
-        return [
-            self.spec.head.postprocess(token_outputs_at(outputs, b, pix, self.spec.grid), dim=-2)
-            for b, pix in enumerate(pixels)
-        ]
+        view1 = self._view_outputs(acts, 0, confidence=False)
+        view2 = self._view_outputs(acts, 1, confidence=True)
+        _check_pixels(pixels, view1[0].shape[1])
+        head = self.spec.head
+        rows = []
+        for b, pix in enumerate(pixels):
+            raw, raw_conf = rows_without_view1_confidence(view1, view2, b, pix, self.spec.grid)
+            rows.append((head.prediction(raw, dim=-2), raw_confidence(raw_conf)))
+        return rows
 
     @torch.no_grad()
     def view1_depth_at_pixels(self, acts: Mapping[str, Tensor], pixels: Sequence[Tensor]) -> list[Tensor]:
@@ -196,17 +221,7 @@ class ProbeSet(nn.Module):
             raise ConfigError(
                 f"view1_depth_at_pixels needs depth probes; this set's head is {self.spec.head.name!r}"
             )
-        self._check_acts(acts)
-        pp = self.spec.patch_size**2
-        depth_channel = torch.arange(pp)  # DUSt3R's per-token order: channel c of pixel i at c·p² + i
-        raw = {}
-        for key, locs in self.group_locations.items():
-            x = torch.stack([acts[loc][:, 0].float() for loc in locs])  # (L, B, N, D), view 1
-            L, B, N, D = x.shape
-            view1_heads = None if self.spec.shared_views else slice(0, None, len(VIEWS))
-            y = self.groups[key](x.reshape(L, B * N, D), depth_channel.to(x.device), view1_heads)
-            raw.update({loc: y[i].view(1, B, N, 1, pp) for i, loc in enumerate(locs)})
-        outputs = [raw[loc] for loc in self.spec.locations]
+        outputs = self._view_outputs(acts, 0, confidence=False)
         _check_pixels(pixels, outputs[0].shape[1])
         return [
             self.spec.head.depth(token_outputs_at(outputs, b, pix, self.spec.grid))

@@ -163,7 +163,11 @@ class TestAtPixels:
         )
         probes = ProbeSet(spec)
         g = torch.Generator().manual_seed(1)
-        acts = {loc: torch.randn(2, 2, 6, d, generator=g) for loc, d in widths.items()}
+        # views unlike each other, so a head or token of the wrong view changes the values
+        acts = {
+            loc: torch.randn(2, 2, 6, d, generator=g) * torch.tensor([1.0, 3.0])[:, None, None]
+            for loc, d in widths.items()
+        }
         valid = torch.rand(2, 2, 12, 8, generator=g) > 0.3
         with torch.no_grad():
             images = probes(acts)
@@ -171,14 +175,19 @@ class TestAtPixels:
         pixels = [token_order_pixels(v, 4) for v in valid]
         rows = probes.at_pixels(acts, pixels)
         for b, (pred, conf) in enumerate(rows):
-            n = int(valid[b].sum())
-            assert pred.shape == (3, head.target_channels, n) and conf.shape == (3, n)
+            n, n2 = int(valid[b].sum()), int(valid[b, 1].sum())
+            assert pred.shape == (3, head.target_channels, n) and conf.shape == (3, n2)
             for j, loc in enumerate(spec.locations):
                 expected = images[loc]["pred"][b].flatten(0, 2)[pixels[b]].T
                 torch.testing.assert_close(pred[j], expected, rtol=1e-5, atol=1e-6)
-                torch.testing.assert_close(
-                    conf[j], images[loc]["conf"][b].flatten()[pixels[b]], rtol=1e-6, atol=0
-                )
+                view2_conf = images[loc]["conf"][b].flatten()[pixels[b][n - n2 :]]  # no view-1 confidence
+                torch.testing.assert_close(conf[j], view2_conf, rtol=1e-6, atol=0)
+
+    def test_view2_pixels_before_view1_are_refused(self) -> None:
+        probes = ProbeSet(ProbeSpec("linear", {"b00.self": 16}, (3, 2), patch_size=4))
+        pixels = torch.tensor([12 * 8 + 3, 5])  # a view-2 pixel, then a view-1 one
+        with pytest.raises(ShapeError, match="view 1's pixels must all come before view 2's"):
+            probes.at_pixels({"b00.self": torch.zeros(1, 2, 6, 16)}, [pixels])
 
     def test_one_index_tensor_per_pair(self) -> None:
         probes = ProbeSet(ProbeSpec("linear", {"b00.self": 16}, (3, 2), patch_size=4))
