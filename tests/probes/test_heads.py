@@ -153,21 +153,31 @@ class TestTokenOrder:
                 torch.testing.assert_close(rows[j], expected, rtol=0, atol=0)
 
 
+WIDTHS = {"enc": 24, "b00.self": 16, "b01.cross": 16}  # two width groups, spec order kept
+
+
+def probes_and_unlike_views(
+    head: Head, shared_views: bool, n_layers: int, g: torch.Generator
+) -> tuple[ProbeSet, dict[str, torch.Tensor]]:
+    """A small probe set over WIDTHS and acts (2, 2, 6, D) whose views differ in scale, so a
+    head or token of the wrong view read by mistake changes the values."""
+    spec = ProbeSpec(
+        "mlp", WIDTHS, (3, 2), patch_size=4, head=head, hidden=8, n_layers=n_layers, shared_views=shared_views
+    )
+    acts = {
+        loc: torch.randn(2, 2, 6, d, generator=g) * torch.tensor([1.0, 3.0])[:, None, None]
+        for loc, d in WIDTHS.items()
+    }
+    return ProbeSet(spec), acts
+
+
 class TestAtPixels:
     @pytest.mark.parametrize("head", [Head(), Head("depth")])
     @pytest.mark.parametrize("shared_views", [False, True])
     def test_equals_forward_at_those_pixels(self, head: Head, shared_views: bool) -> None:
-        widths = {"enc": 24, "b00.self": 16, "b01.cross": 16}  # two width groups, spec order kept
-        spec = ProbeSpec(
-            "mlp", widths, (3, 2), patch_size=4, head=head, hidden=8, n_layers=2, shared_views=shared_views
-        )
-        probes = ProbeSet(spec)
         g = torch.Generator().manual_seed(1)
-        # views unlike each other, so a head or token of the wrong view changes the values
-        acts = {
-            loc: torch.randn(2, 2, 6, d, generator=g) * torch.tensor([1.0, 3.0])[:, None, None]
-            for loc, d in widths.items()
-        }
+        probes, acts = probes_and_unlike_views(head, shared_views, 2, g)
+        spec = probes.spec
         valid = torch.rand(2, 2, 12, 8, generator=g) > 0.3
         with torch.no_grad():
             images = probes(acts)
@@ -198,18 +208,9 @@ class TestAtPixels:
 class TestView1DepthAtPixels:
     @pytest.mark.parametrize("shared_views", [False, True])
     def test_equals_forward_view1_depth_at_those_pixels(self, shared_views: bool) -> None:
-        widths = {"enc": 24, "b00.self": 16, "b01.cross": 16}  # two width groups, spec order kept
-        head = Head("depth", beta=2.0)
-        spec = ProbeSpec(
-            "mlp", widths, (3, 2), patch_size=4, head=head, hidden=8, n_layers=3, shared_views=shared_views
-        )
-        probes = ProbeSet(spec)
         g = torch.Generator().manual_seed(2)
-        # views unlike each other, so a view-2 head or token read by mistake changes the values
-        acts = {
-            loc: torch.randn(2, 2, 6, d, generator=g) * torch.tensor([1.0, 3.0])[:, None, None]
-            for loc, d in widths.items()
-        }
+        probes, acts = probes_and_unlike_views(Head("depth", beta=2.0), shared_views, 3, g)
+        spec = probes.spec
         valid = torch.rand(2, 1, 12, 8, generator=g) > 0.3
         valid[1] = True  # a fully valid view: read by a strided copy in token order
         with torch.no_grad():
