@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from pipeline.errors import ConfigError, ShapeError
+from pipeline.fast_linear import linear
 from pipeline.model.postprocess import confidence, points
 from pipeline.probes.heads import rows_without_view1_confidence
 
@@ -85,7 +85,7 @@ def head_lens_at_pixels(
         if x.shape[0] != len(pixels):
             raise ShapeError(f"acts['{loc}']: {x.shape[0]} pairs, but pixels for {len(pixels)}")
         w, b = heads[0].proj.weight[:xyz_rows], heads[0].proj.bias[:xyz_rows]
-        xyz = F.linear(_normed(model, loc, x, 0), w, b)
+        xyz = linear(_normed(model, loc, x, 0), w, b)
         every = heads[1].proj(_normed(model, loc, x, 1))
         view1.append(xyz.float().unflatten(-1, (3, p * p))[None])
         view2.append(every.float().unflatten(-1, (config.head_channels, p * p))[None])

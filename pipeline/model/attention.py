@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pipeline.fast_linear import Linear
 from pipeline.model.hook_point import HookPoint
 from pipeline.model.rope2d import Rotary
 
@@ -48,8 +49,8 @@ class SelfAttention(_Attention):
 
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__(num_heads)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim)
+        self.proj = Linear(dim, dim)
 
     def forward(self, x: Tensor, rot: Rotary) -> Tensor:
         """Args: x (B, N, D) normalised tokens; rot their positions' rotary tables. Returns (B, N, D)."""
@@ -62,10 +63,10 @@ class CrossAttention(_Attention):
 
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__(num_heads)
-        self.projq = nn.Linear(dim, dim)
-        self.projk = nn.Linear(dim, dim)
-        self.projv = nn.Linear(dim, dim)
-        self.proj = nn.Linear(dim, dim)
+        self.projq = Linear(dim, dim)
+        self.projk = Linear(dim, dim)
+        self.projv = Linear(dim, dim)
+        self.proj = Linear(dim, dim)
 
     def forward(self, x: Tensor, y: Tensor, xrot: Rotary, yrot: Rotary) -> Tensor:
         """Attend from x to y.

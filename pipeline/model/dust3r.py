@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.errors import ShapeError
+from pipeline.fast_linear import Linear
 from pipeline.model.blocks import DecoderBlock, EncoderBlock, layer_norm
 from pipeline.model.config import Dust3rConfig
 from pipeline.model.heads import make_head
@@ -41,7 +42,7 @@ class Dust3r(nn.Module):
             EncoderBlock(c.enc_embed_dim, c.enc_num_heads, c.mlp_ratio) for _ in range(c.enc_depth)
         )
         self.enc_norm = layer_norm(c.enc_embed_dim)
-        self.decoder_embed = nn.Linear(c.enc_embed_dim, c.dec_embed_dim)
+        self.decoder_embed = Linear(c.enc_embed_dim, c.dec_embed_dim)
         self.dec_blocks = self._decoder()
         self.dec_norm = layer_norm(c.dec_embed_dim)  # shared by both views, last level only
         self.dec_blocks2 = self._decoder()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pipeline.fast_linear import Linear
 from pipeline.model.config import Dust3rConfig
 from pipeline.model.dpt import DptHead
 from pipeline.model.postprocess import postprocess
@@ -20,7 +21,7 @@ class LinearHead(nn.Module):
     def __init__(self, config: Dust3rConfig) -> None:
         super().__init__()
         self.config = config
-        self.proj = nn.Linear(config.dec_embed_dim, config.head_channels * config.patch_size**2)
+        self.proj = Linear(config.dec_embed_dim, config.head_channels * config.patch_size**2)
 
     def forward(self, levels: list[Tensor], height: int, width: int) -> dict[str, Tensor]:
         """Args: levels, decoder levels whose last is (B, N, D); height, width: image size H, W.

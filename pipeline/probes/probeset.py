@@ -164,7 +164,7 @@ class ProbeSet(nn.Module):
         for key, locs in self.group_locations.items():
             x = torch.stack([acts[loc][:, view].float() for loc in locs])  # (L, B, N, D)
             L, B, N, D = x.shape
-            y = self.groups[key](x.reshape(L, B * N, D), slice(0, channels * pp), heads)
+            y = self.groups[key].forward_each(x.reshape(L, B * N, D), slice(0, channels * pp), heads)
             raw.update({loc: y[i].view(1, B, N, channels, pp) for i, loc in enumerate(locs)})
         return [raw[loc] for loc in self.spec.locations]
 
