@@ -8,12 +8,11 @@ over a trailing dim of 3 was a tenth of evaluation).
 
 Medians are numpy's (the mean of the two middle values for an even count) and exact.
 They dominate evaluation (four per point set of ~100k points, eight per prediction with
-E.2, ~150 predictions per pair), so each is one linear-time selection. On the CPU it runs
-in numpy on blocks of rows in parallel threads: a random sample of a long row brackets
-its middle, one pass collects the few values inside the bracket and a partition of those
-gives the answer (a row whose bracket misses is partitioned whole); the upper middle value
-is the minimum right of the lower one. Elsewhere it is `torch.kthvalue`. The ground
-truth's half of E.1 is computed once per pair (`normalise`) and shared by every prediction.
+E.2, ~150 predictions per pair), so each is one linear-time selection. On the CPU it is
+numpy's `partition` (vectorised quickselect where the CPU has AVX2 or AVX-512) on blocks
+of rows in parallel threads; the upper middle value is the minimum right of the lower
+one. Elsewhere it is `torch.kthvalue`. The ground truth's half of E.1 is computed once
+per pair (`normalise`) and shared by every prediction.
 """
 
 from __future__ import annotations
@@ -31,12 +30,6 @@ from torch import Tensor
 from pipeline.errors import ShapeError
 
 MIN_ROWS_PER_THREAD = 2  # fewer rows than this per thread: the pool costs more than it saves
-# values per row that bracket its middle values: a larger sample gives a narrower bracket but
-# costs its own gather and selection; on real predictions (100k-value rows) 2048 selected
-# in 126 ms where 4096 took 148 (medians of five runs, one core), neither missing a row
-SAMPLE = 2048
-BRACKET_SIGMAS = 3.0  # bracket half-width in standard deviations of a sample rank; a miss costs a partition
-MIN_BRACKET_N = 16_384  # shorter rows take one plain partition
 
 
 class Normalised(NamedTuple):
@@ -67,17 +60,6 @@ def _by_row_blocks(fn: Callable[[slice], tuple[np.ndarray, ...]], n_rows: int) -
     return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
 
-@functools.cache
-def _sample_positions(n: int) -> np.ndarray:
-    """SAMPLE sorted positions in a row of n, drawn at random once per n.
-
-    Not a strided sample: predictions repeat a pattern within each patch, and a stride
-    sharing a factor with the patch or row width sees only some of its pixels (a stride of
-    24 over 16-pixel patches misses 7 in 8 of them), which biased the bracket of 3 in 4 rows.
-    """
-    return np.sort(np.random.default_rng(n).choice(n, size=min(n, SAMPLE), replace=False))
-
-
 def _partition_middle(rows: np.ndarray, k: int, even: bool) -> tuple[np.ndarray, np.ndarray]:
     """k-th smallest (0-based) of each row of (R, n) and, for an even count, the next one.
 
@@ -89,41 +71,9 @@ def _partition_middle(rows: np.ndarray, k: int, even: bool) -> tuple[np.ndarray,
     return lo, (part[:, k + 1 :].min(-1) if even else lo)
 
 
-def _bracket_middle(rows: np.ndarray, k: int, even: bool) -> tuple[np.ndarray, np.ndarray]:
-    """`_partition_middle` of long rows, selecting only among the values near the middle.
-
-    A sample of each row gives bounds a <= b that very likely enclose its k-th and
-    (k+1)-th values; one pass counts the values below a and collects those in [a, b], and
-    the answer is the (k - below)-th of the collected few. A row whose bracket misses
-    (the count says so) takes the plain partition: the result is exact either way.
-    """
-    n = rows.shape[1]
-    sample = rows[:, _sample_positions(n)]
-    m = sample.shape[1]
-    centre, half = (k + 0.5) * m / n, BRACKET_SIGMAS * 0.5 * np.sqrt(m) + 1
-    ia, ib = max(0, int(centre - half)), min(m - 1, int(centre + half) + 1)
-    ends = np.partition(sample, [ia, ib], axis=-1)
-    a, b = ends[:, ia : ia + 1], ends[:, ib : ib + 1]
-    low, inside = rows < a, rows <= b
-    np.logical_xor(inside, low, out=inside)  # a <= x <= b, as x < a implies x <= b
-    # row by row: count_nonzero over an axis sums the booleans as integers, 5x slower
-    below = np.array([np.count_nonzero(r) for r in low], dtype=np.int64)
-    counts = np.array([np.count_nonzero(r) for r in inside], dtype=np.int64)
-    # compress: a third of boolean indexing's time here (no per-element branch on the mask)
-    values, starts = np.compress(inside.ravel(), rows.ravel()), np.cumsum(counts) - counts
-    lo, hi = np.empty(len(rows), rows.dtype), np.empty(len(rows), rows.dtype)
-    for r, (rank, count, start) in enumerate(zip(k - below, counts, starts, strict=True)):
-        if rank < 0 or rank + even >= count:
-            lo[r : r + 1], hi[r : r + 1] = _partition_middle(rows[r : r + 1], k, even)
-        else:
-            lo[r : r + 1], hi[r : r + 1] = _partition_middle(values[None, start : start + count], rank, even)
-    return lo, hi
-
-
 def _middle_values_numpy(rows: np.ndarray, k: int, even: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Middle values of (R, n) rows, blocks of rows in parallel: bracketed for long rows, else partitioned."""
-    select = _bracket_middle if rows.shape[1] >= MIN_BRACKET_N else _partition_middle
-    lo, hi = _by_row_blocks(lambda block: select(rows[block], k, even), len(rows))
+    """`_partition_middle` of (R, n) rows, blocks of rows in parallel threads."""
+    lo, hi = _by_row_blocks(lambda block: _partition_middle(rows[block], k, even), len(rows))
     return lo, hi
 
 
