@@ -14,11 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from pipeline.jobs.eval_params import EvaluateParams
-from pipeline.metrics.correspondence import accuracy_at, match_errors, mean_errors, similarity_matches
+from pipeline.metrics.correspondence import (
+    accuracy_at,
+    match_errors,
+    mean_errors,
+    probability_argmax,
+    similarity_matches,
+)
 from pipeline.metrics.procrustes import previous_location
 from pipeline.metrics.registers import head_scores, high_norm_tokens, sink_tokens
 from pipeline.probing.locations import split_location
@@ -98,8 +103,8 @@ def correspondence_accuracy(
     if full is not None:
         # (B, 1, C, 1): maps not stored read as NaN
         stored = np.isfinite(full[:, 0, :, 0, 0, 0])[:, None, :, None]
-        # torch: numpy's float16 argmax is ~5x slower; the rows of maps not stored are masked below
-        errors = match_errors(torch.from_numpy(full).argmax(-1).numpy(), gt_b, layout.grid, p)
+        # the rows of maps not stored (NaN) are masked below
+        errors = match_errors(probability_argmax(full), gt_b, layout.grid, p)
         out["attention"] = np.where(stored[..., None], accuracy_at(errors, thresholds), np.nan).astype(
             np.float32
         )

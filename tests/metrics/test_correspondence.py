@@ -15,6 +15,7 @@ from pipeline.metrics.correspondence import (
     correspondence_heads,
     match_errors,
     mean_errors,
+    probability_argmax,
     similarity_matches,
 )
 from pipeline.store.features import FeatureLayout
@@ -250,3 +251,18 @@ def test_mean_errors_average_the_matched_queries_only() -> None:
     pred, gt = np.array([5, 0, 3]), np.array([0, -1, 3])  # 3x3 grid: patch 5 is (1, 2), patch 0 is (0, 0)
     errs = match_errors(pred, gt, (3, 3), 16)
     assert mean_errors(errs) == pytest.approx((np.hypot(16, 32) + 0.0) / 2)
+
+
+def test_probability_argmax_equals_numpys_float16_argmax() -> None:
+    """The int16-view argmax is numpy's float16 argmax on every non-negative row: ties (first
+    wins), zeros, subnormals, values near 1; a NaN row (a map not stored) does not raise."""
+    rng = np.random.default_rng(5)
+    x = rng.random((64, N)).astype(np.float16)
+    x[:8] = rng.integers(0, 3, (8, N)).astype(np.float16)  # many exact ties
+    x[8:16] *= np.float16(1e-5)  # subnormal float16
+    x[16:24, : N // 2] = 0.0
+    x[24:32] = np.float16(1.0) - x[24:32] * np.float16(1e-3)
+    np.testing.assert_array_equal(probability_argmax(x), x.argmax(-1))
+    assert probability_argmax(np.full((2, N), np.nan, np.float16)).shape == (2,)
+    with pytest.raises(TypeError, match="float16"):
+        probability_argmax(x.astype(np.float32))
