@@ -134,7 +134,7 @@ def similarity_accuracy(
     """
     accuracy, error = [], []
     for x in acts.values():
-        views = [similarity_matches(x[:, v], x[:, 1 - v]) for v in range(2)]  # (B, Q) each
+        views = similarity_matches(x[:, 0], x[:, 1])  # (B, Q) each, queries of view 1, then of view 2
         errors = match_errors(np.stack(views, 1), gt, grid, patch_size)  # (B, V, Q)
         accuracy.append(accuracy_at(errors, thresholds))
         error.append(mean_errors(errors))

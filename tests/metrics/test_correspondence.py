@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.errors import ShapeError
 from pipeline.jobs.eval_attention import AttentionLayout, correspondence_accuracy
 from pipeline.jobs.extract_shard import ShardEncoder, ShardInput
 from pipeline.metrics.correspondence import (
@@ -220,18 +221,35 @@ def test_no_matched_query_is_nan() -> None:
     assert np.isnan(accuracy_at(np.full(5, np.nan), [16])).all()
 
 
-def test_similarity_matches_finds_copies() -> None:
+def test_similarity_matches_finds_copies_both_ways() -> None:
     keys = torch.randn(2, N, 8)
     perm = torch.randperm(N)
     queries = 3 * keys[:, perm]  # cosine similarity ignores the scale
-    np.testing.assert_array_equal(similarity_matches(queries, keys), perm.expand(2, -1).numpy())
+    forward, backward = similarity_matches(queries, keys)
+    np.testing.assert_array_equal(forward, perm.expand(2, -1).numpy())
+    np.testing.assert_array_equal(backward, perm.argsort().expand(2, -1).numpy())
 
 
-def test_similarity_matches_takes_the_first_of_equal_keys() -> None:
+def test_similarity_matches_equal_a_float64_reference() -> None:
+    """Both directions against numpy float64 cosine similarities, views of different lengths."""
+    rng = np.random.default_rng(6)
+    v1, v2 = rng.normal(size=(3, 7, 16)), rng.normal(size=(3, 11, 16))
+    unit1 = v1 / np.linalg.norm(v1, axis=-1, keepdims=True)
+    unit2 = v2 / np.linalg.norm(v2, axis=-1, keepdims=True)
+    sims = unit1 @ unit2.transpose(0, 2, 1)
+    forward, backward = similarity_matches(torch.from_numpy(v1), torch.from_numpy(v2))
+    np.testing.assert_array_equal(forward, sims.argmax(-1))
+    np.testing.assert_array_equal(backward, sims.argmax(-2))
+    with pytest.raises(ShapeError, match="equal leading dims"):
+        similarity_matches(torch.from_numpy(v1), torch.from_numpy(v2[:2]))
+
+
+def test_similarity_matches_takes_the_first_of_equal_tokens() -> None:
     keys = torch.randn(1, N, 8)
     keys[0, 5] = keys[0, 2]  # key 2 and key 5 are the same token
-    got = similarity_matches(keys[:, [5, 2]], keys)
-    np.testing.assert_array_equal(got, [[2, 2]])
+    forward, backward = similarity_matches(keys[:, [5, 2]], keys)
+    np.testing.assert_array_equal(forward, [[2, 2]])
+    assert backward[0, 2] == backward[0, 5] == 0  # both queries equal: the first
 
 
 def test_best_and_correspondence_heads() -> None:
