@@ -71,12 +71,6 @@ def _partition_middle(rows: np.ndarray, k: int, even: bool) -> tuple[np.ndarray,
     return lo, (part[:, k + 1 :].min(-1) if even else lo)
 
 
-def _middle_values_numpy(rows: np.ndarray, k: int, even: bool) -> tuple[np.ndarray, np.ndarray]:
-    """`_partition_middle` of (R, n) rows, blocks of rows in parallel threads."""
-    lo, hi = _by_row_blocks(lambda block: _partition_middle(rows[block], k, even), len(rows))
-    return lo, hi
-
-
 def middle_values(x: Tensor) -> tuple[Tensor, Tensor]:
     """The lower and upper middle values along the last dim (the same value for an odd count).
 
@@ -93,7 +87,8 @@ def middle_values(x: Tensor) -> tuple[Tensor, Tensor]:
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         lo = x.kthvalue(k + 1, dim=-1).values
         return lo, (x.kthvalue(k + 2, dim=-1).values if even else lo)
-    lo, hi = _middle_values_numpy(x.detach().reshape(-1, n).numpy(), k, even)
+    rows = x.detach().reshape(-1, n).numpy()
+    lo, hi = _by_row_blocks(lambda block: _partition_middle(rows[block], k, even), len(rows))
     lead = x.shape[:-1]
     return torch.from_numpy(lo).reshape(lead), torch.from_numpy(hi).reshape(lead)
 
